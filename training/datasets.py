@@ -29,7 +29,9 @@ SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 
 def make_splits(n: int, seed: int) -> np.ndarray:
     """[n] int8 split codes, 70/10/20 by a seeded permutation (identical for paired domains)."""
-    order = np.random.default_rng(np.random.SeedSequence([seed, 0x5B1]).generate_state(1)[0]).permutation(n)
+    order = np.random.default_rng(
+        np.random.SeedSequence([seed, 0x5B1]).generate_state(1)[0]
+    ).permutation(n)
     n_train = int(round(SPLIT_FRACTIONS[0] * n))
     n_val = int(round(SPLIT_FRACTIONS[1] * n))
     split = np.full(n, 2, dtype=np.int8)
@@ -41,12 +43,18 @@ def make_splits(n: int, seed: int) -> np.ndarray:
 class DatasetWriter:
     """Writes one domain's file object by object, in index order."""
 
-    def __init__(self, path: Path, n: int, bands: int, size: int, attrs: dict, label_kind: str) -> None:
+    def __init__(
+        self, path: Path, n: int, bands: int, size: int, attrs: dict, label_kind: str
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._f = h5py.File(path, "w", track_order=False)
         self._f.create_dataset(
-            "images", shape=(n, bands, size, size), dtype="f4", chunks=(1, bands, size, size), track_times=False
+            "images",
+            shape=(n, bands, size, size),
+            dtype="f4",
+            chunks=(1, bands, size, size),
+            track_times=False,
         )
         for k, v in attrs.items():
             self._f.attrs[k] = _attr(v)
@@ -55,17 +63,23 @@ class DatasetWriter:
     def write(self, index: int, image: np.ndarray) -> None:
         self._f["images"][index] = image
 
-    def finish(self, truth: list[dict[str, float]], split: np.ndarray, extra_attrs: dict | None = None) -> None:
+    def finish(
+        self, truth: list[dict[str, float]], split: np.ndarray, extra_attrs: dict | None = None
+    ) -> None:
         """Write labels, truth (keys missing for an object's class are NaN), split and attributes."""
         kw = {"track_times": False}
         if self._label_kind == "class":
-            self._f.create_dataset("labels", data=np.array([int(t["label"]) for t in truth], dtype="i8"), **kw)
+            self._f.create_dataset(
+                "labels", data=np.array([int(t["label"]) for t in truth], dtype="i8"), **kw
+            )
         else:
             for k in ("z", "ebv"):
                 self._f.create_dataset(k, data=np.array([t[k] for t in truth], dtype="f4"), **kw)
         grp = self._f.create_group("truth", track_order=False)
         for k in sorted({k for t in truth for k in t} - {"label"}):
-            grp.create_dataset(k, data=np.array([t.get(k, np.nan) for t in truth], dtype="f8"), **kw)
+            grp.create_dataset(
+                k, data=np.array([t.get(k, np.nan) for t in truth], dtype="f8"), **kw
+            )
         self._f.create_dataset("split", data=split, **kw)
         for k, v in (extra_attrs or {}).items():
             self._f.attrs[k] = _attr(v)

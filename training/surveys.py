@@ -12,7 +12,7 @@ electron per second; ``sky_brightness`` is in mag/arcsec²; fluxes here are elec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import surveycodex
 
@@ -53,7 +53,7 @@ class Telescope:
     obscuration: float
 
 
-@lru_cache(maxsize=None)
+@cache
 def telescope(survey: str) -> Telescope:
     """The telescope constants of ``survey`` (a surveycodex name: 'LSST', 'DES', 'HSC', ...)."""
     s = surveycodex.get_survey(survey)
@@ -65,7 +65,7 @@ def telescope(survey: str) -> Telescope:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def band(survey: str, name: str) -> Band:
     """The constants of filter ``name`` of ``survey``; raises ``ValueError`` if it has no such band."""
     s = surveycodex.get_survey(survey)

@@ -43,7 +43,9 @@ class Domain:
 
     def __post_init__(self) -> None:
         if len(self.exposure) != len(self.bands):
-            raise ValueError(f"domain {self.name!r}: {len(self.bands)} bands but {len(self.exposure)} exposure times")
+            raise ValueError(
+                f"domain {self.name!r}: {len(self.bands)} bands but {len(self.exposure)} exposure times"
+            )
         for b in self.bands:
             band(self.survey, b)  # raises for a band the survey does not have
 
@@ -73,7 +75,10 @@ class Domain:
     def magzp(self) -> np.ndarray:
         """[B] AB magnitude of a source giving 1 electron in the whole exposure (FITS MAGZP)."""
         return np.array(
-            [band(self.survey, b).zeropoint + 2.5 * np.log10(t) for b, t in zip(self.bands, self.exposure, strict=True)]
+            [
+                band(self.survey, b).zeropoint + 2.5 * np.log10(t)
+                for b, t in zip(self.bands, self.exposure, strict=True)
+            ]
         )
 
     def psf_fwhm(self) -> np.ndarray:

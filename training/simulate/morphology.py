@@ -40,10 +40,24 @@ _TEMPLATES = ("E", "Sbc", "Scd", "Im")
 def domains() -> tuple[Domain, Domain]:
     """Y10 and Y1: the same LSST sky, ten years or one year of exposure (002 §2.2)."""
     return (
-        Domain("y10", "LSST", BANDS, survey_years("LSST", BANDS, 10), STAMP, STAMP,
-               description="LSST ten-year depth (g 2400 s, r 5520 s, i 5520 s)"),
-        Domain("y1", "LSST", BANDS, survey_years("LSST", BANDS, 1), STAMP, STAMP,
-               description="LSST one-year depth (g 240 s, r 552 s, i 552 s)"),
+        Domain(
+            "y10",
+            "LSST",
+            BANDS,
+            survey_years("LSST", BANDS, 10),
+            STAMP,
+            STAMP,
+            description="LSST ten-year depth (g 2400 s, r 5520 s, i 5520 s)",
+        ),
+        Domain(
+            "y1",
+            "LSST",
+            BANDS,
+            survey_years("LSST", BANDS, 1),
+            STAMP,
+            STAMP,
+            description="LSST one-year depth (g 240 s, r 552 s, i 552 s)",
+        ),
     )
 
 
@@ -71,7 +85,9 @@ class MorphologySimulator:
         from ..surveys import band
 
         mags = abs_mag + self._offsets[_TEMPLATES.index(template)]
-        return np.array([band(domain.survey, b).flux_rate(m) for b, m in zip(BANDS, mags, strict=True)])
+        return np.array(
+            [band(domain.survey, b).flux_rate(m) for b, m in zip(BANDS, mags, strict=True)]
+        )
 
     # -- truth ------------------------------------------------------------------------------------
     def draw(self, rng: np.random.Generator) -> dict[str, float]:
@@ -165,8 +181,10 @@ class MorphologySimulator:
 
     def _disk(self, re, cos_i, pa, flux) -> Component:
         prof = galsim.InclinedExponential(
-            inclination=np.arccos(cos_i) * galsim.radians, half_light_radius=re,
-            scale_h_over_r=0.1, gsparams=GSPARAMS,
+            inclination=np.arccos(cos_i) * galsim.radians,
+            half_light_radius=re,
+            scale_h_over_r=0.1,
+            gsparams=GSPARAMS,
         )
         return Component(prof.rotate(pa * galsim.radians), flux)
 
@@ -177,10 +195,21 @@ class MorphologySimulator:
         f_disk = 1 - bt - f_arm - f_knot
         if bt > 0.01:
             scene.components.append(
-                self._bulge(t["bulge_n"], t["bulge_re"], t["bulge_q"], t["pa"], self._rates("E", mag - 2.5 * np.log10(bt), domain))
+                self._bulge(
+                    t["bulge_n"],
+                    t["bulge_re"],
+                    t["bulge_q"],
+                    t["pa"],
+                    self._rates("E", mag - 2.5 * np.log10(bt), domain),
+                )
             )
         scene.components.append(
-            self._disk(t["disk_re"], t["cos_i"], t["pa"], self._rates(disk_sed, mag - 2.5 * np.log10(f_disk), domain))
+            self._disk(
+                t["disk_re"],
+                t["cos_i"],
+                t["pa"],
+                self._rates(disk_sed, mag - 2.5 * np.log10(f_disk), domain),
+            )
         )
         h = t["disk_re"] / 1.678
         # arms: evaluated on the central half of the map (the stamp), where all but a negligible
@@ -194,14 +223,24 @@ class MorphologySimulator:
         m = t["arm_m"]
         phase = m * (theta - np.log(r / h) / np.tan(t["arm_pitch"]) - t["arm_phase"])
         arms = np.zeros_like(x)
-        arms[inner] = (np.exp(-r / h) * (1 - np.exp(-((r / (1.5 * t["bulge_re"] + 0.3)) ** 2)))
-                       * ((1 + np.cos(phase)) / 2) ** t["arm_sharp"])
-        scene.maps.append(LightMap(normalised(arms), self._rates("Scd", mag - 2.5 * np.log10(f_arm), domain)))
+        arms[inner] = (
+            np.exp(-r / h)
+            * (1 - np.exp(-((r / (1.5 * t["bulge_re"] + 0.3)) ** 2)))
+            * ((1 + np.cos(phase)) / 2) ** t["arm_sharp"]
+        )
+        scene.maps.append(
+            LightMap(normalised(arms), self._rates("Scd", mag - 2.5 * np.log10(f_arm), domain))
+        )
         # star-forming knots: clumps strung along the arms
         n = int(t["knot_n"])
         rk = np.minimum(rng.gamma(2.0, h, n), 4 * h)
         arm = rng.integers(0, int(m), n)
-        th = np.log(rk / h) / np.tan(t["arm_pitch"]) + t["arm_phase"] + 2 * np.pi * arm / m + rng.normal(0, 0.12, n)
+        th = (
+            np.log(rk / h) / np.tan(t["arm_pitch"])
+            + t["arm_phase"]
+            + 2 * np.pi * arm / m
+            + rng.normal(0, 0.12, n)
+        )
         xs, ys = _sky_plane(rk * np.cos(th), rk * np.sin(th), t["pa"], t["cos_i"])
         weights = rng.lognormal(0, 0.7, n)
         knots = _particles(xs, ys, weights, grid, rng, sigma=rng.uniform(0.12, 0.3), per_point=60)
@@ -210,11 +249,22 @@ class MorphologySimulator:
     def _elliptical(self, t, domain, scene) -> None:
         mag, fd = t["mag"], t["disk_frac"]
         scene.components.append(
-            self._bulge(t["sph_n"], t["sph_re"], t["sph_q"], t["pa"], self._rates("E", mag - 2.5 * np.log10(1 - fd), domain))
+            self._bulge(
+                t["sph_n"],
+                t["sph_re"],
+                t["sph_q"],
+                t["pa"],
+                self._rates("E", mag - 2.5 * np.log10(1 - fd), domain),
+            )
         )
         if fd > 0:
             scene.components.append(
-                self._disk(t["disk_re"], t["cos_i"], t["pa"], self._rates("Sbc", mag - 2.5 * np.log10(fd), domain))
+                self._disk(
+                    t["disk_re"],
+                    t["cos_i"],
+                    t["pa"],
+                    self._rates("Sbc", mag - 2.5 * np.log10(fd), domain),
+                )
             )
 
     def _merger(self, t, domain, scene, rng, grid) -> None:
@@ -235,11 +285,34 @@ class MorphologySimulator:
             cx, cy = centres[k]
             if t[f"p{k}_disky"]:
                 parts = [
-                    (self._bulge(t[f"p{k}_n"], 0.3 * re_k, t[f"p{k}_q"], t[f"p{k}_pa"], self._rates("E", m_k - 2.5 * np.log10(0.4), domain))),
-                    (self._disk(re_k, t[f"p{k}_q"], t[f"p{k}_pa"], self._rates("Sbc", m_k - 2.5 * np.log10(0.6), domain))),
+                    (
+                        self._bulge(
+                            t[f"p{k}_n"],
+                            0.3 * re_k,
+                            t[f"p{k}_q"],
+                            t[f"p{k}_pa"],
+                            self._rates("E", m_k - 2.5 * np.log10(0.4), domain),
+                        )
+                    ),
+                    (
+                        self._disk(
+                            re_k,
+                            t[f"p{k}_q"],
+                            t[f"p{k}_pa"],
+                            self._rates("Sbc", m_k - 2.5 * np.log10(0.6), domain),
+                        )
+                    ),
                 ]
             else:
-                parts = [self._bulge(t[f"p{k}_n"], re_k, t[f"p{k}_q"], t[f"p{k}_pa"], self._rates("E", m_k, domain))]
+                parts = [
+                    self._bulge(
+                        t[f"p{k}_n"],
+                        re_k,
+                        t[f"p{k}_q"],
+                        t[f"p{k}_pa"],
+                        self._rates("E", m_k, domain),
+                    )
+                ]
             for c in parts:
                 c.profile = c.profile.shift(cx, cy)
                 scene.components.append(c)
@@ -256,16 +329,26 @@ class MorphologySimulator:
             w = t["tail_width"] * (0.4 + s)
             xs_all.append(r * np.cos(th) + rng.normal(0, 1, npt) * w)
             ys_all.append(r * np.sin(th) + rng.normal(0, 1, npt) * w)
-        tails = _particles(np.concatenate(xs_all), np.concatenate(ys_all), None, grid, rng, sigma=0.2, per_point=1)
-        scene.maps.append(LightMap(tails, self._rates("Sbc", mag - 2.5 * np.log10(t["tail_frac"]), domain)))
+        tails = _particles(
+            np.concatenate(xs_all), np.concatenate(ys_all), None, grid, rng, sigma=0.2, per_point=1
+        )
+        scene.maps.append(
+            LightMap(tails, self._rates("Sbc", mag - 2.5 * np.log10(t["tail_frac"]), domain))
+        )
         # asymmetric envelope: a diffuse exponential halo displaced from the primary
         a = t["sep_angle"] + np.pi / 2
-        env = galsim.Exponential(half_light_radius=2.0 * re0, gsparams=GSPARAMS).shear(q=0.7, beta=a * galsim.radians)
+        env = galsim.Exponential(half_light_radius=2.0 * re0, gsparams=GSPARAMS).shear(
+            q=0.7, beta=a * galsim.radians
+        )
         env = env.shift(t["env_shift"] * re0 * np.cos(a), t["env_shift"] * re0 * np.sin(a))
-        scene.components.append(Component(env, self._rates("E", mag - 2.5 * np.log10(t["env_frac"]), domain)))
+        scene.components.append(
+            Component(env, self._rates("E", mag - 2.5 * np.log10(t["env_frac"]), domain))
+        )
 
     # -- labels -----------------------------------------------------------------------------------
-    def annotate(self, truth: dict[str, float], noiseless: dict[str, np.ndarray]) -> dict[str, float]:
+    def annotate(
+        self, truth: dict[str, float], noiseless: dict[str, np.ndarray]
+    ) -> dict[str, float]:
         """Gini, M20 (statmorph, noiseless i band) and the G–M20 class of 002 §2.1."""
         deep = self.domains[0]
         i = deep.bands.index("i")
@@ -273,7 +356,11 @@ class MorphologySimulator:
         # detection threshold: 2σ of the Y10 sky noise, as a rate
         threshold = 2.0 * np.sqrt(deep.sky_level()[i]) / deep.exposure[i]
         g, m = gini_m20(rate, threshold)
-        return {"gini": g, "m20": m, "label_gm20": float(gm20_class(g, m)) if np.isfinite(g) else float(truth["label"])}
+        return {
+            "gini": g,
+            "m20": m,
+            "label_gm20": float(gm20_class(g, m)) if np.isfinite(g) else float(truth["label"]),
+        }
 
 
 def _disk_plane(x, y, pa, cos_i):

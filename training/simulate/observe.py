@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def expose(rate: np.ndarray, exposure: np.ndarray, sky: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def expose(
+    rate: np.ndarray, exposure: np.ndarray, sky: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Poisson-noise one exposure of a scene and subtract the sky.
 
     Parameters

@@ -9,7 +9,7 @@ its Fourier transform on the domain's grid (``render.py``), so each cutout costs
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import galsim
 import numpy as np
@@ -35,7 +35,7 @@ def _optics(survey: str, band_name: str, nstruts: int = 0) -> galsim.GSObject:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def atmospheric_fwhm(survey: str, band_name: str, fwhm_scale: float = 1.0) -> float:
     """Kolmogorov FWHM [arcsec] that makes atmosphere ⊗ optics reach the survey's PSF FWHM.
 
@@ -56,20 +56,20 @@ def atmospheric_fwhm(survey: str, band_name: str, fwhm_scale: float = 1.0) -> fl
     return atm
 
 
-@lru_cache(maxsize=None)
+@cache
 def psf(survey: str, band_name: str, fwhm_scale: float = 1.0) -> galsim.GSObject:
     """The band's PSF (flux 1): Kolmogorov ⊗ OpticalPSF, cached per process."""
     atm = galsim.Kolmogorov(fwhm=atmospheric_fwhm(survey, band_name, fwhm_scale), gsparams=GSPARAMS)
     return galsim.Convolve(atm, _optics(survey, band_name), gsparams=GSPARAMS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def psf_k(survey: str, band_name: str, fwhm_scale: float, grid: Grid) -> np.ndarray:
     """The PSF ⊗ pixel Fourier transform on ``grid`` (see ``render.py``), cached per process."""
     return psf_kimage(psf(survey, band_name, fwhm_scale), grid)
 
 
-@lru_cache(maxsize=None)
+@cache
 def bright_star_psf(survey: str, band_name: str, fwhm_scale: float = 1.0) -> galsim.GSObject:
     """PSF for saturated-looking bright stars: the core plus the spider's diffraction spikes and a
     wide scattered-light halo (Moffat β=2), as seen around bright stars in DES and HSC images.

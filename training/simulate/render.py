@@ -96,8 +96,13 @@ def map_kimage(light: np.ndarray, grid: Grid) -> np.ndarray:
     return full[np.ix_(idx, idx)]
 
 
-def draw_scene(scene: Scene, psf_k: list[np.ndarray], grid: Grid, stamp: int,
-               shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+def draw_scene(
+    scene: Scene,
+    psf_k: list[np.ndarray],
+    grid: Grid,
+    stamp: int,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """[B, stamp, stamp] noiseless rate image [electrons / s / pixel] of ``scene``.
 
     ``psf_k`` holds one ``psf_kimage`` per band, on ``grid``; ``shift`` (dx, dy) [arcsec] moves the

@@ -25,7 +25,9 @@ _SIM: Simulator | None = None
 _SEED = 0
 
 
-def make_object(sim: Simulator, seed: int, index: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def make_object(
+    sim: Simulator, seed: int, index: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Truth and the noisy stored image of every domain for object ``index``.
 
     Returns ``(truth, {domain name: [B, H, W] float32 electrons})``.
@@ -39,7 +41,9 @@ def make_object(sim: Simulator, seed: int, index: int) -> tuple[dict[str, float]
             scenes[d.optics_key] = sim.render(truth, d)
         rate = scenes[d.optics_key]
         noiseless[d.name] = rate
-        img = expose(rate, np.asarray(d.exposure), d.sky_rate(), noise_rng(seed, sim.task, index, d.name))
+        img = expose(
+            rate, np.asarray(d.exposure), d.sky_rate(), noise_rng(seed, sim.task, index, d.name)
+        )
         images[d.name] = resample(img, d.out_size) if d.out_size != d.native_size else img
     annotate = getattr(sim, "annotate", None)
     if annotate is not None:
@@ -71,8 +75,15 @@ class Result:
     extra_attrs: dict
 
 
-def generate(sim: Simulator, n: int, out: Path, seed: int = 0, workers: int | None = None,
-             progress: bool = True, label_source: str = "construction") -> Result:
+def generate(
+    sim: Simulator,
+    n: int,
+    out: Path,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    label_source: str = "construction",
+) -> Result:
     """Simulate ``n`` objects of ``sim.task`` in every domain and write ``out/<task>/<domain>.h5``.
 
     ``label_source`` ('construction' or 'gm20') chooses what the ``labels`` dataset holds for tasks
@@ -102,18 +113,28 @@ def generate(sim: Simulator, n: int, out: Path, seed: int = 0, workers: int | No
         }
         if sim.classes is not None:
             attrs["classes"] = list(sim.classes)
-        writers[d.name] = DatasetWriter(out / sim.task / f"{d.name}.h5", n, len(d.bands), d.out_size,
-                                        attrs, label_kind)
+        writers[d.name] = DatasetWriter(
+            out / sim.task / f"{d.name}.h5", n, len(d.bands), d.out_size, attrs, label_kind
+        )
     truths: list[dict[str, float]] = []
     try:
         ctx = mp.get_context("fork")
         chunk = max(1, min(16, n // (4 * workers)))
         pool = ctx.Pool(workers, initializer=_init, initargs=(sim, seed)) if workers > 1 else None
-        it = pool.imap(_work, range(n), chunksize=chunk) if pool else (_work_local(sim, seed, i) for i in range(n))
-        for index, truth, images in tqdm(it, total=n, desc=f"simulate {sim.task}", disable=not progress,
-                                         unit="obj"):
+        it = (
+            pool.imap(_work, range(n), chunksize=chunk)
+            if pool
+            else (_work_local(sim, seed, i) for i in range(n))
+        )
+        for index, truth, images in tqdm(
+            it, total=n, desc=f"simulate {sim.task}", disable=not progress, unit="obj"
+        ):
             if label_source == "gm20":
-                truth = {**truth, "label": truth["label_gm20"], "label_construction": truth["label"]}
+                truth = {
+                    **truth,
+                    "label": truth["label_gm20"],
+                    "label_construction": truth["label"],
+                }
             truths.append(truth)
             for name, img in images.items():
                 writers[name].write(index, img)
@@ -133,8 +154,13 @@ def generate(sim: Simulator, n: int, out: Path, seed: int = 0, workers: int | No
     split = make_splits(n, seed)
     for w in writers.values():
         w.finish(truths, split, extra)
-    return Result({d.name: writers[d.name].path for d in sim.domains}, n, time.perf_counter() - start,
-                  workers, extra)
+    return Result(
+        {d.name: writers[d.name].path for d in sim.domains},
+        n,
+        time.perf_counter() - start,
+        workers,
+        extra,
+    )
 
 
 def _work_local(sim: Simulator, seed: int, index: int):

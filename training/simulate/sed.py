@@ -19,7 +19,7 @@ effective wavelength, with the Fitzpatrick (1999) law and R_V = 3.1 (package ``e
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -37,25 +37,29 @@ def _galsim_share(*parts: str) -> str:
     return os.path.join(galsim.meta_data.share_dir, *parts)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bandpass(band: str):
     import galsim
 
     if band not in LSST_BANDS:
         raise ValueError(f"no GalSim LSST bandpass for band {band!r}; have {LSST_BANDS}")
-    return galsim.Bandpass(_galsim_share("bandpasses", f"LSST_{band}.dat"), wave_type="nm").withZeropoint("AB")
+    return galsim.Bandpass(
+        _galsim_share("bandpasses", f"LSST_{band}.dat"), wave_type="nm"
+    ).withZeropoint("AB")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sed(template: Template):
     import galsim
 
     if template not in TEMPLATES:
         raise ValueError(f"unknown SED template {template!r}; have {TEMPLATES}")
-    return galsim.SED(_galsim_share("SEDs", f"CWW_{template}_ext.sed"), wave_type="Ang", flux_type="flambda")
+    return galsim.SED(
+        _galsim_share("SEDs", f"CWW_{template}_ext.sed"), wave_type="Ang", flux_type="flambda"
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _colour_table(template: Template, band: str) -> np.ndarray:
     """[len(_Z_GRID)] mag_band(SED at z) − mag_r(SED at rest), for one template."""
     sed = _sed(template)
@@ -88,7 +92,7 @@ def apparent_mag(template: Template, band: str, z: float, abs_mag_r: float) -> f
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _extinction_ratio(wavelength_nm: float) -> float:
     import extinction
 
@@ -100,7 +104,7 @@ def extinction_mag(ebv: float, wavelength_nm: float) -> float:
     return float(R_V * ebv * _extinction_ratio(wavelength_nm))
 
 
-@lru_cache(maxsize=None)
+@cache
 def angular_scale(z: float) -> float:
     """Arcseconds per proper kiloparsec at redshift ``z`` (Planck18)."""
     from astropy.cosmology import Planck18
