@@ -191,7 +191,8 @@ class MorphologySimulator:
     def _spiral(self, t, domain, scene, rng, grid) -> None:
         mag, bt = t["mag"], t["bt"]
         disk_sed = _TEMPLATES[int(t["disk_sed"])]
-        f_arm, f_knot = t["arm_frac"], t["knot_frac"]
+        # arms and knots carry fractions of the disk's light, the smooth disk the rest
+        f_arm, f_knot = t["arm_frac"] * (1 - bt), t["knot_frac"] * (1 - bt)
         f_disk = 1 - bt - f_arm - f_knot
         if bt > 0.01:
             scene.components.append(
