@@ -4,12 +4,20 @@ Training, the service and the monitors all call these functions, and a model bun
 ``Preprocessing`` it was trained with (``to_dict``), so a bundle says how to prepare its own input.
 
 Morphology (002 §2.2): "clipping the pixel values to 0.1 and 99.9 percentiles ... We then perform
-arcsinh stretching ... by scaling each of the three filters with arcsinh(cx), where c = 0.85 is a
-constant used to scale the outputs to the range [0, 1]". Read literally, arcsinh(0.85·x) of a
-[0, 1] input ends at arcsinh(0.85) ≈ 0.77, not 1; we divide by arcsinh(c) so that the output spans
-[0, 1] exactly. Each image and band is clipped and min–max rescaled to [0, 1] on its own, so the
-network sees shape and contrast, not absolute flux or colour (the bands' relative levels are
-rescaled away; 002's phrase about preserving colour ratios does not survive per-band rescaling).
+arcsinh stretching to make fainter objects more apparent ... scaling each of the three filters with
+arcsinh(cx), where c = 0.85 is a constant used to scale the outputs to the range [0, 1]". We read
+x as the raw, sky-subtracted pixel value in the cutout's own unit (electrons for the mocks, as in
+002, whose Y1 and Y10 images are exposure-scaled counts): arcsinh(c·x) is then linear only within
+about 1/c of zero — the sky noise — and logarithmic over the galaxy, which is what makes faint
+structure (and the noise around it) visible; the result is min–max rescaled to [0, 1] per image
+and band. Applied to x already rescaled to [0, 1], as one could also read the sentence, the same c
+would be an almost linear map that hides everything fainter than ~1% of the peak, which cannot
+"make fainter objects more apparent". Because c has the unit 1/BUNIT, 002's value (0.85, for
+their image unit) does not carry over. For our electron images the default is c = 0.01 e⁻¹, which
+puts the LSST Y10 sky noise (σ ≈ 160–360 e⁻ in g, r, i) near the bend between the linear and the
+logarithmic part (c·σ ≈ 1.6–3.6); with c = 0.85 e⁻¹ every background is saturated noise. The
+value is a display-and-input choice to be revisited with the models; a bundle records c with
+the unit it expects.
 """
 
 from __future__ import annotations
@@ -24,18 +32,19 @@ class Preprocessing:
     """Parameters of the morphology stretch (recorded in every bundle).
 
     low, high : percentiles [%] each image band is clipped to (002: 0.1 and 99.9).
-    c : arcsinh softening; the output is arcsinh(c·x) / arcsinh(c) of x in [0, 1] (002: 0.85).
+    c : arcsinh scale [1 / BUNIT]; linear within ~1/c of zero, logarithmic beyond (0.01 e⁻¹).
     """
 
     name: str = "morphology_stretch"
     low: float = 0.1
     high: float = 99.9
-    c: float = 0.85
+    c: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low < self.high <= 100.0:
-            raise ValueError(f"need 0 <= low < high <= 100 percentiles, got low={self.low}, "
-                             f"high={self.high}")
+            raise ValueError(
+                f"need 0 <= low < high <= 100 percentiles, got low={self.low}, high={self.high}"
+            )
         if not self.c > 0:
             raise ValueError(f"arcsinh softening c must be positive, got {self.c}")
 
@@ -57,13 +66,15 @@ class Preprocessing:
         return morphology_stretch(images, self.low, self.high, self.c)
 
 
-def morphology_stretch(images: np.ndarray, low: float = 0.1, high: float = 99.9,
-                       c: float = 0.85) -> np.ndarray:
+def morphology_stretch(
+    images: np.ndarray, low: float = 0.1, high: float = 99.9, c: float = 0.01
+) -> np.ndarray:
     """002 §2.2 stretch of raw cutouts, per image and band.
 
-    images : [N, B, H, W] or [B, H, W] raw flux (any unit; the result does not depend on it).
+    images : [N, B, H, W] or [B, H, W] raw, sky-subtracted flux (electrons for the mocks; c is in
+        1 / that unit).
     Returns float32 of the same shape in [0, 1]: clipped to the ``low``/``high`` percentiles,
-    min–max rescaled to [0, 1], then arcsinh(c·x) / arcsinh(c). A constant band gives zeros.
+    arcsinh(c·x), then min–max rescaled to [0, 1]. A constant band gives zeros.
     """
     x = np.asarray(images, dtype=np.float64)
     if x.ndim not in (3, 4):
@@ -71,9 +82,11 @@ def morphology_stretch(images: np.ndarray, low: float = 0.1, high: float = 99.9,
     if not np.all(np.isfinite(x)):
         raise ValueError("images contain invalid values (NaNs or infs)")
     lo, hi = np.percentile(x, [low, high], axis=(-2, -1), keepdims=True)
-    span = hi - lo
-    scaled = np.divide(np.clip(x, lo, hi) - lo, span, out=np.zeros_like(x), where=span > 0)
-    return (np.arcsinh(c * scaled) / np.arcsinh(c)).astype(np.float32)
+    y = np.arcsinh(c * np.clip(x, lo, hi))
+    y_lo, y_hi = np.arcsinh(c * lo), np.arcsinh(c * hi)
+    span = y_hi - y_lo
+    out = np.divide(y - y_lo, span, out=np.zeros_like(x), where=span > 0)
+    return out.astype(np.float32)
 
 
 def rgb_composite(images: np.ndarray, prep: Preprocessing | None = None) -> np.ndarray:

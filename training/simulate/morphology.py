@@ -109,9 +109,9 @@ class MorphologySimulator:
         return 10 ** (a - slope * (abs_mag + 20) + rng.normal(0, scatter)) * self._kpc
 
     def _draw_spiral(self, rng, t) -> None:
-        t["mag"] = rng.uniform(-22.3, -18.3)
+        t["mag"] = rng.uniform(-21.5, -17.5)
         t["bt"] = rng.beta(1.3, 3.5) * 0.7  # bulge-to-total; tail reaches S0-like 0.5+
-        t["disk_re"] = self._size(rng, t["mag"], 0.50, 0.16, 0.10)
+        t["disk_re"] = self._size(rng, t["mag"], 0.40, 0.16, 0.10)
         t["bulge_n"] = rng.uniform(1.5, 4.0)
         t["bulge_re"] = t["disk_re"] * rng.uniform(0.12, 0.35)
         t["bulge_q"] = rng.uniform(0.7, 1.0)
@@ -126,16 +126,16 @@ class MorphologySimulator:
         t["knot_n"] = float(rng.integers(10, 60))
 
     def _draw_elliptical(self, rng, t) -> None:
-        t["mag"] = rng.uniform(-23.0, -18.8)
+        t["mag"] = rng.uniform(-22.0, -18.0)
         t["sph_n"] = rng.uniform(2.5, 6.0)
-        t["sph_re"] = self._size(rng, t["mag"], 0.40, 0.25, 0.10)
+        t["sph_re"] = self._size(rng, t["mag"], 0.30, 0.22, 0.10)
         t["sph_q"] = rng.uniform(0.45, 1.0)
         t["disk_frac"] = 0.0 if rng.random() < 0.6 else rng.uniform(0.05, 0.35)
         t["disk_re"] = t["sph_re"] * rng.uniform(1.2, 2.5)
         t["cos_i"] = rng.uniform(0.25, 1.0)
 
     def _draw_merger(self, rng, t) -> None:
-        t["mag"] = rng.uniform(-22.8, -18.8)
+        t["mag"] = rng.uniform(-22.0, -18.0)
         t["n_prog"] = 3.0 if rng.random() < 0.25 else 2.0
         t["sep"] = rng.uniform(0.15, 1.6)  # projected separation / primary r_e
         t["sep_angle"] = rng.uniform(0, 2 * np.pi)
@@ -146,7 +146,7 @@ class MorphologySimulator:
             t[f"p{k}_q"] = rng.uniform(0.4, 1.0)
             t[f"p{k}_pa"] = rng.uniform(0, np.pi)
             t[f"p{k}_angle"] = rng.uniform(0, 2 * np.pi)
-        t["p0_re"] = self._size(rng, t["mag"], 0.45, 0.18, 0.12)
+        t["p0_re"] = self._size(rng, t["mag"], 0.35, 0.18, 0.12)
         t["tail_frac"] = rng.uniform(0.03, 0.25)
         t["tail_n"] = float(rng.integers(1, 3))
         t["tail_len"] = rng.uniform(1.5, 4.5)  # in primary r_e
