@@ -34,8 +34,9 @@ def _make(root: Path, task: str, bands: tuple[str, ...]) -> Path:
         img = sigma[:, None, None] * rng.standard_normal((len(bands), SIZE, SIZE))
         img += rng.uniform(5, 50) * sigma[:, None, None] * blob
         w.write(i, img.astype(np.float32))
-        truth.append({"label": i % 3, "flux": 1.0} if kind == "class"
-                     else {"z": 0.1 * i, "ebv": 0.01 * i})
+        truth.append(
+            {"label": i % 3, "flux": 1.0} if kind == "class" else {"z": 0.1 * i, "ebv": 0.01 * i}
+        )
     w.finish(truth, make_splits(N, 0))
     return root / task / "y1.h5"
 
@@ -43,8 +44,10 @@ def _make(root: Path, task: str, bands: tuple[str, ...]) -> Path:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
-    return {"morphology": _make(root, "morphology", ("g", "r", "i")),
-            "photoz": _make(root, "photoz", ("u", "g", "r", "i", "z"))}
+    return {
+        "morphology": _make(root, "morphology", ("g", "r", "i")),
+        "photoz": _make(root, "photoz", ("u", "g", "r", "i", "z")),
+    }
 
 
 def _read(path: Path) -> tuple[np.ndarray, list[fits.Header]]:
@@ -78,8 +81,14 @@ CASES = [
 @pytest.mark.parametrize("task", ["morphology", "photoz"])
 @pytest.mark.parametrize(("layout", "compression", "q", "lossless"), CASES)
 def test_round_trip(files, tmp_path, task, layout, compression, q, lossless):
-    paths = write_cutouts(files[task], tmp_path, indices=[0, 3, 7], layout=layout,
-                          compression=compression, quantize_level=q)
+    paths = write_cutouts(
+        files[task],
+        tmp_path,
+        indices=[0, 3, 7],
+        layout=layout,
+        compression=compression,
+        quantize_level=q,
+    )
     assert [p.name for p in paths] == [f"{task}_y1_{i:06d}.fits" for i in (0, 3, 7)]
     with open_dataset(files[task]) as ds:
         originals = ds.images[[0, 3, 7]]
@@ -100,8 +109,9 @@ def test_round_trip(files, tmp_path, task, layout, compression, q, lossless):
 def test_rice_step_is_noise_over_quantize_level(files, tmp_path):
     """ZSCALE ≈ σ_sky / quantize_level: astropy estimates σ from pixel differences, per tile."""
     q = 16.0
-    (path,) = write_cutouts(files["morphology"], tmp_path, indices=[1], compression="RICE_1",
-                            quantize_level=q)
+    (path,) = write_cutouts(
+        files["morphology"], tmp_path, indices=[1], compression="RICE_1", quantize_level=q
+    )
     with open_dataset(files["morphology"]) as ds:
         sigma = np.sqrt(ds.attrs["sky_e_per_native_pixel"])  # [B] electrons
     ratio = np.median(_zscale(path), axis=1) / (sigma / q)
@@ -137,8 +147,9 @@ def test_headers(files, tmp_path):
 
 
 def test_photoz_truth_keywords(files, tmp_path):
-    paths = write_cutouts(files["photoz"], tmp_path, indices=[4], layout="bands",
-                          compression="RICE_1")
+    paths = write_cutouts(
+        files["photoz"], tmp_path, indices=[4], layout="bands", compression="RICE_1"
+    )
     _, headers = _read(paths[0])
     assert len(headers) == 5 and [h["FILTER"] for h in headers] == list("ugriz")
     for h in headers:
@@ -169,14 +180,20 @@ def test_selection(files, tmp_path):
     assert write_cutouts(files["morphology"], tmp_path, n=0) == []
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"indices": [0], "n": 1}, "either indices or n"),
-    ({"indices": [N]}, r"indices out of range \[0, 10\)"),
-    ({"compression": "RICE_1", "quantize_level": 0.0}, "RICE_1 cannot store float32 losslessly"),
-    ({"compression": "HCOMPRESS_1"}, "compression must be one of"),
-    ({"layout": "mef"}, "layout must be 'cube' or 'bands'"),
-    ({"split": "validation"}, "split must be one of"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"indices": [0], "n": 1}, "either indices or n"),
+        ({"indices": [N]}, r"indices out of range \[0, 10\)"),
+        (
+            {"compression": "RICE_1", "quantize_level": 0.0},
+            "RICE_1 cannot store float32 losslessly",
+        ),
+        ({"compression": "HCOMPRESS_1"}, "compression must be one of"),
+        ({"layout": "mef"}, "layout must be 'cube' or 'bands'"),
+        ({"split": "validation"}, "split must be one of"),
+    ],
+)
 def test_errors(files, tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         write_cutouts(files["morphology"], tmp_path, **kw)

@@ -10,11 +10,30 @@ from training.gm20 import gm20_class
 from training.simulate import TASKS, simulator
 from training.simulate.runner import generate
 
-AVAILABLE = [t for t in TASKS if t != "lsbg" or __import__("importlib").util.find_spec("training.simulate.lsbg")]
+AVAILABLE = [
+    t
+    for t in TASKS
+    if t != "lsbg" or __import__("importlib").util.find_spec("training.simulate.lsbg")
+]
 REQUIRED_ATTRS = {
-    "task", "domain", "survey", "bands", "exposure_s", "pixel_scale_arcsec", "native_pixel_scale_arcsec",
-    "sky_e_per_native_pixel", "magzp", "psf_fwhm_arcsec", "psf_model", "bunit", "seed", "n",
-    "code_version", "label_kind", "split_fractions", "paired_domains",
+    "task",
+    "domain",
+    "survey",
+    "bands",
+    "exposure_s",
+    "pixel_scale_arcsec",
+    "native_pixel_scale_arcsec",
+    "sky_e_per_native_pixel",
+    "magzp",
+    "psf_fwhm_arcsec",
+    "psf_model",
+    "bunit",
+    "seed",
+    "n",
+    "code_version",
+    "label_kind",
+    "split_fractions",
+    "paired_domains",
 }
 
 
@@ -45,7 +64,11 @@ def test_attributes_are_complete_and_domains_paired(made):
         for ds, d in zip(files, sim.domains, strict=True):
             attrs = ds.attrs
             assert REQUIRED_ATTRS <= set(attrs), REQUIRED_ATTRS - set(attrs)
-            assert attrs["task"] == task and attrs["domain"] == d.name and attrs["bands"] == list(d.bands)
+            assert (
+                attrs["task"] == task
+                and attrs["domain"] == d.name
+                and attrs["bands"] == list(d.bands)
+            )
             assert ds.images.shape == (10, len(d.bands), d.out_size, d.out_size)
             assert ds.images.chunks == (1, len(d.bands), d.out_size, d.out_size)
             assert ds.images.dtype == np.float32
@@ -96,12 +119,22 @@ def test_gm20_boundaries_of_002():
 
 
 def test_labels_gm20_switches_the_stored_labels(tmp_path):
-    r = generate(simulator("morphology"), 12, tmp_path, seed=2, workers=1, progress=False, label_source="gm20")
+    r = generate(
+        simulator("morphology"),
+        12,
+        tmp_path,
+        seed=2,
+        workers=1,
+        progress=False,
+        label_source="gm20",
+    )
     with open_dataset(r.paths["y10"]) as ds:
         np.testing.assert_array_equal(ds.file["labels"][()], ds.truth("label_gm20").astype(int))
         construction = ds.truth("label_construction").astype(int)
         assert ds.attrs["label_source"] == "gm20"
-        assert ds.attrs["gm20_agreement"] == pytest.approx(np.mean(construction == ds.file["labels"][()]))
+        assert ds.attrs["gm20_agreement"] == pytest.approx(
+            np.mean(construction == ds.file["labels"][()])
+        )
     gini = None
     with open_dataset(r.paths["y1"]) as ds:
         gini = ds.truth("gini")

@@ -14,8 +14,16 @@ from training.simulate.runner import generate, make_object
 from training.surveys import band
 
 #: what a truth keeps when its neighbours, field sources, nucleus and knots are switched off
-ISOLATED = {"has_star": 0.0, "has_host": 0.0, "has_spiral": 0.0, "n_field": 0.0,
-            "nucleus_frac": 0.0, "knot_n": 0.0, "x0": 0.0, "y0": 0.0}
+ISOLATED = {
+    "has_star": 0.0,
+    "has_host": 0.0,
+    "has_spiral": 0.0,
+    "n_field": 0.0,
+    "nucleus_frac": 0.0,
+    "knot_n": 0.0,
+    "x0": 0.0,
+    "y0": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,12 @@ def truths(sim):
 
 def _stamp_mags(rate: np.ndarray, survey: str) -> np.ndarray:
     """[3] AB magnitudes of the light summed over a [3, N, N] rate stamp."""
-    return np.array([-2.5 * np.log10(rate[b].sum() / band(survey, name).flux_rate(0.0))
-                     for b, name in enumerate("grz")])
+    return np.array(
+        [
+            -2.5 * np.log10(rate[b].sum() / band(survey, name).flux_rate(0.0))
+            for b, name in enumerate("grz")
+        ]
+    )
 
 
 def test_lsbgs_pass_the_catalogue_cuts(truths):

@@ -30,8 +30,10 @@ def photoz(tmp_path_factory) -> list[Path]:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size] - size / 2
     blob = 1e4 * np.exp(-np.hypot(xx, yy) / 2.0)
-    truth = [{"z": z, "ebv": e} for z, e in zip(rng.uniform(0, 0.6, n), rng.uniform(0, 0.1, n),
-                                                strict=True)]
+    truth = [
+        {"z": z, "ebv": e}
+        for z, e in zip(rng.uniform(0, 0.6, n), rng.uniform(0, 0.1, n), strict=True)
+    ]
     paths = []
     for name, t in (("deep", 1000.0), ("shallow", 100.0)):
         dom = Domain(name, "LSST", tuple("ugriz"), (t,) * 5, size, size)

@@ -70,3 +70,27 @@ def test_bands_and_images_independent():
     # not scale-free: the stretch is logarithmic in flux, so 100× brighter lifts the faint pixels
     assert b[0, 2].mean() > a[0, 2].mean() + 0.05
     assert np.all(b[1, 0] == 0.0)  # a constant band is all zeros, not NaN
+
+
+def test_parameters():
+    p = Preprocessing()
+    assert p.to_dict() == {"name": "morphology_stretch", "low": 0.1, "high": 99.9, "c": 0.01}
+    assert Preprocessing.from_dict(p.to_dict()) == p
+    x = _images(n=1)
+    np.testing.assert_array_equal(p(x), morphology_stretch(x))
+    assert p.with_params(c=2.0).c == 2.0
+    with pytest.raises(ValueError, match="unknown preprocessing parameters"):
+        Preprocessing.from_dict({**p.to_dict(), "gamma": 1.0})
+    with pytest.raises(ValueError, match="low < high"):
+        Preprocessing(low=50.0, high=10.0)
+    with pytest.raises(ValueError, match="c must be positive"):
+        Preprocessing(c=0.0)
+
+
+def test_rgb_composite():
+    x = _images(n=1)[0]
+    rgb = rgb_composite(x)
+    assert rgb.shape == (50, 50, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    np.testing.assert_array_equal(rgb[..., 0], morphology_stretch(x)[2])  # red = last band
+    with pytest.raises(ValueError, match="three bands"):
+        rgb_composite(np.zeros((5, 8, 8)))

@@ -40,9 +40,16 @@ _COMPRESSIONS = (None, "RICE_1", "GZIP_1", "GZIP_2")
 HDU = fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU
 
 
-def write_cutouts(dataset: str | Path, out_dir: str | Path, indices: Sequence[int] | None = None,
-                  n: int | None = None, split: str = "test", layout: Layout = "cube",
-                  compression: Compression = None, quantize_level: float = 16.0) -> list[Path]:
+def write_cutouts(
+    dataset: str | Path,
+    out_dir: str | Path,
+    indices: Sequence[int] | None = None,
+    n: int | None = None,
+    split: str = "test",
+    layout: Layout = "cube",
+    compression: Compression = None,
+    quantize_level: float = 16.0,
+) -> list[Path]:
     """Write FITS cutouts of objects of one dataset file; return their paths in object order.
 
     dataset : one domain file (``<root>/<task>/<domain>.h5``).
@@ -60,8 +67,10 @@ def write_cutouts(dataset: str | Path, out_dir: str | Path, indices: Sequence[in
         raise ValueError(f"compression must be one of {_COMPRESSIONS}, got {compression!r}")
     if compression == "RICE_1" and quantize_level == 0:
         # astropy would cast the floats to integers (errors up to 1 electron) without a word.
-        raise ValueError("RICE_1 cannot store float32 losslessly; use quantize_level != 0, "
-                         "or GZIP_1/GZIP_2 with quantize_level=0")
+        raise ValueError(
+            "RICE_1 cannot store float32 losslessly; use quantize_level != 0, "
+            "or GZIP_1/GZIP_2 with quantize_level=0"
+        )
     if indices is not None and n is not None:
         raise ValueError("give either indices or n, not both")
     if n is not None and n < 0:
@@ -81,8 +90,14 @@ def write_cutouts(dataset: str | Path, out_dir: str | Path, indices: Sequence[in
         paths = []
         for i in chosen.tolist():
             path = out_dir / f"{attrs['task']}_{attrs['domain']}_{i:06d}.fits"
-            hdus = _hdus(ds.images[i], _object_cards(ds, attrs, i), attrs, layout, compression,
-                         quantize_level)
+            hdus = _hdus(
+                ds.images[i],
+                _object_cards(ds, attrs, i),
+                attrs,
+                layout,
+                compression,
+                quantize_level,
+            )
             fits.HDUList(hdus).writeto(path, overwrite=True, checksum=True)
             paths.append(path)
     return paths
@@ -110,8 +125,14 @@ def _object_cards(ds: Dataset, attrs: dict, i: int) -> list[tuple]:
     return cards
 
 
-def _hdus(cube: np.ndarray, cards: list[tuple], attrs: dict, layout: Layout,
-          compression: Compression, quantize_level: float) -> list[HDU]:
+def _hdus(
+    cube: np.ndarray,
+    cards: list[tuple],
+    attrs: dict,
+    layout: Layout,
+    compression: Compression,
+    quantize_level: float,
+) -> list[HDU]:
     """The HDUs of one cutout ``cube`` [B, H, W] float32."""
     bands = list(attrs["bands"])
     expt = np.asarray(attrs["exposure_s"], dtype=float)
@@ -139,18 +160,35 @@ def _hdus(cube: np.ndarray, cards: list[tuple], attrs: dict, layout: Layout,
     return hdus
 
 
-def _image(data: np.ndarray, header: fits.Header, name: str, compression: Compression,
-           quantize_level: float) -> fits.ImageHDU | fits.CompImageHDU:
+def _image(
+    data: np.ndarray,
+    header: fits.Header,
+    name: str,
+    compression: Compression,
+    quantize_level: float,
+) -> fits.ImageHDU | fits.CompImageHDU:
     """An image extension, tile-compressed when ``compression`` is given (with a note on how)."""
     if compression is None:
         return fits.ImageHDU(data, header, name=name)
     if quantize_level == 0:
         header.add_comment(f"{compression}: lossless float32 compression (no quantisation).")
     else:
-        step = (f"{-quantize_level:g} (fixed)" if quantize_level < 0
-                else f"tile noise / {quantize_level:g}")
-        header.add_comment(f"{compression}: lossy; floats quantised (SUBTRACTIVE_DITHER_1) in "
-                           f"steps ZSCALE = {step} per image row; |error| <= ZSCALE / 2.")
+        step = (
+            f"{-quantize_level:g} (fixed)"
+            if quantize_level < 0
+            else f"tile noise / {quantize_level:g}"
+        )
+        header.add_comment(
+            f"{compression}: lossy; floats quantised (SUBTRACTIVE_DITHER_1) in "
+            f"steps ZSCALE = {step} per image row; |error| <= ZSCALE / 2."
+        )
     # quantize_method 1 = SUBTRACTIVE_DITHER_1; dither_seed -1 = DITHER_SEED_CHECKSUM (from data)
-    return fits.CompImageHDU(data, header, name=name, compression_type=compression,
-                             quantize_level=quantize_level, quantize_method=1, dither_seed=-1)
+    return fits.CompImageHDU(
+        data,
+        header,
+        name=name,
+        compression_type=compression,
+        quantize_level=quantize_level,
+        quantize_method=1,
+        dither_seed=-1,
+    )

@@ -54,22 +54,34 @@ def plot_examples(paths: list[Path], out_png: Path, per_class: int = 1, seed: in
         for r, ds in enumerate(sets):
             a = ds.attrs
             row = f"{a['survey']} {a['domain']}"
-            expo = ", ".join(f"{b} {t:.0f} s" for b, t in zip(a["bands"], a["exposure_s"],
-                                                             strict=True) if b in rgb)
+            expo = ", ".join(
+                f"{b} {t:.0f} s"
+                for b, t in zip(a["bands"], a["exposure_s"], strict=True)
+                if b in rgb
+            )
             for c, (name, i) in enumerate(columns):
                 ax = axes[r, c]
-                ax.imshow(rgb_composite(ds.images[i][band_index]), origin="lower",
-                          interpolation="nearest")
+                ax.imshow(
+                    rgb_composite(ds.images[i][band_index]), origin="lower", interpolation="nearest"
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(f"{name} #{i}\n{_truth_text(ds, i)}{row}: {expo}", fontsize=7)
-        fig.suptitle(f"{attrs['task']}: {'/'.join(rgb)} composites "
-                     f"(rows: {', '.join(str(ds.attrs['domain']) for ds in sets)})", fontsize=9)
+        fig.suptitle(
+            f"{attrs['task']}: {'/'.join(rgb)} composites "
+            f"(rows: {', '.join(str(ds.attrs['domain']) for ds in sets)})",
+            fontsize=9,
+        )
         # room for the titles (7-pt lines ≈ 0.13 in) above each row and the suptitle on top [in]
         title_in = 0.13 * (3 if "z" in first.file else 2) + 0.08
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01,
-                            top=1 - (title_in + 0.25) / (nrow * PANEL_IN), wspace=0.04,
-                            hspace=title_in / (PANEL_IN - title_in - 0.25 / nrow))
+        fig.subplots_adjust(
+            left=0.01,
+            right=0.99,
+            bottom=0.01,
+            top=1 - (title_in + 0.25) / (nrow * PANEL_IN),
+            wspace=0.04,
+            hspace=title_in / (PANEL_IN - title_in - 0.25 / nrow),
+        )
         return _save(fig, out_png)
 
 
@@ -99,8 +111,11 @@ def plot_gm20(path: Path, out_png: Path) -> Path:
     ax.plot(m, -0.14 * m + 0.33, "k-", lw=1.2, label="merger line")
     mb = m[m <= -1.679]
     ax.plot(mb, (0.693 * mb + 3.96) / 4.95, "k--", lw=1.2, label="bulge line")
-    for text, xy in (("merger", (-0.6, 0.72)), ("elliptical", (-2.55, 0.58)),
-                     ("spiral", (-2.55, 0.35))):
+    for text, xy in (
+        ("merger", (-0.6, 0.72)),
+        ("elliptical", (-2.55, 0.58)),
+        ("spiral", (-2.55, 0.35)),
+    ):
         ax.annotate(text, xy, fontsize=9, color="0.3", ha="center")
     # the usual window, widened if a measurement falls outside it
     g, m = gini[ok], m20[ok]
@@ -120,8 +135,10 @@ def plot_gm20(path: Path, out_png: Path) -> Path:
 def _domain_order(sets: list[Dataset]) -> list[Dataset]:
     """Files in the order of their ``paired_domains`` attribute (e.g. Y10 above Y1)."""
     order = list(sets[0].attrs.get("paired_domains", []))
-    return sorted(sets, key=lambda d: order.index(d.attrs["domain"])
-                  if d.attrs["domain"] in order else len(order))
+    return sorted(
+        sets,
+        key=lambda d: order.index(d.attrs["domain"]) if d.attrs["domain"] in order else len(order),
+    )
 
 
 def _column_groups(ds: Dataset) -> list[tuple[str, np.ndarray]]:
@@ -133,8 +150,13 @@ def _column_groups(ds: Dataset) -> list[tuple[str, np.ndarray]]:
     z = ds.file["z"][()]
     edges = np.quantile(z, np.linspace(0, 1, N_Z_RANGES + 1))
     bins = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, N_Z_RANGES - 1)
-    return [(f"{edges[k]:.2f} ≤ z {'≤' if k == N_Z_RANGES - 1 else '<'} {edges[k + 1]:.2f}",
-             np.flatnonzero(bins == k)) for k in range(N_Z_RANGES)]
+    return [
+        (
+            f"{edges[k]:.2f} ≤ z {'≤' if k == N_Z_RANGES - 1 else '<'} {edges[k + 1]:.2f}",
+            np.flatnonzero(bins == k),
+        )
+        for k in range(N_Z_RANGES)
+    ]
 
 
 def _truth_text(ds: Dataset, i: int) -> str:

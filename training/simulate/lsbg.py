@@ -78,14 +78,29 @@ def domains() -> tuple[Domain, Domain]:
     des, hsc = telescope("DES").pixel_scale, telescope("HSC").pixel_scale
     des_t = tuple(DES_Y3_DEPTH * band("DES", b).full_exposure for b in BANDS)
     hsc_t = tuple(band("HSC", b).full_exposure for b in BANDS)
+
     def seconds(t):
         return ", ".join(f"{b} {s:.0f} s" for b, s in zip(BANDS, t, strict=True))
 
     return (
-        Domain("des", "DES", BANDS, des_t, round(FIELD / des), OUT_SIZE,
-               description=f"DES Y3-like depth ({seconds(des_t)}), 30″ resampled to 64×64"),
-        Domain("hsc", "HSC", BANDS, hsc_t, round(FIELD / hsc), OUT_SIZE,
-               description=f"HSC-SSP Wide depth ({seconds(hsc_t)}), 30″ resampled to 64×64"),
+        Domain(
+            "des",
+            "DES",
+            BANDS,
+            des_t,
+            round(FIELD / des),
+            OUT_SIZE,
+            description=f"DES Y3-like depth ({seconds(des_t)}), 30″ resampled to 64×64",
+        ),
+        Domain(
+            "hsc",
+            "HSC",
+            BANDS,
+            hsc_t,
+            round(FIELD / hsc),
+            OUT_SIZE,
+            description=f"HSC-SSP Wide depth ({seconds(hsc_t)}), 30″ resampled to 64×64",
+        ),
     )
 
 
@@ -152,8 +167,13 @@ class LsbgSimulator:
         for part in ("body", "star", "host", "spiral", "cirrus", "stream"):
             t[f"has_{part}"] = 0.0
         if label == 1:
-            self._draw_body(rng, t, r_eff=2.5 + min(rng.gamma(2.0, 0.8), 6.5),
-                            mu=24.3 + 2.2 * rng.beta(1.2, 1.8), n=(0.5, 1.5))
+            self._draw_body(
+                rng,
+                t,
+                r_eff=2.5 + min(rng.gamma(2.0, 0.8), 6.5),
+                mu=24.3 + 2.2 * rng.beta(1.2, 1.8),
+                n=(0.5, 1.5),
+            )
             t["nucleus_frac"] = 0.0 if rng.random() < 0.75 else rng.uniform(0.005, 0.04)
             t["knot_n"] = 0.0 if rng.random() < 0.7 else float(rng.integers(1, 6))
             t["knot_frac"] = rng.uniform(0.02, 0.08)
@@ -168,29 +188,44 @@ class LsbgSimulator:
         kind = int(rng.choice(4, p=KIND_FRACTIONS))
         t["artifact_kind"] = float(kind)
         if kind == 0:
-            self._draw_body(rng, t, r_eff=np.exp(rng.uniform(np.log(0.5), np.log(3.5))),
-                            mu=rng.uniform(22.5, 25.5), n=(1.0, 3.0))
+            self._draw_body(
+                rng,
+                t,
+                r_eff=np.exp(rng.uniform(np.log(0.5), np.log(3.5))),
+                mu=rng.uniform(22.5, 25.5),
+                n=(1.0, 3.0),
+            )
             if rng.random() < 0.7:
                 self._draw_star(rng, t, mag=(11.0, 15.0), dist=(5.0, 15.0))
             else:
                 self._draw_host(rng, t, mag=(13.0, 16.0), dist=(6.0, 14.0))
             return t
         if rng.random() < 0.25:  # an LSBG-like blob on top of the artifact
-            self._draw_body(rng, t, r_eff=rng.uniform(1.5, 4.0), mu=rng.uniform(24.0, 26.0),
-                            n=(0.5, 2.0))
+            self._draw_body(
+                rng, t, r_eff=rng.uniform(1.5, 4.0), mu=rng.uniform(24.0, 26.0), n=(0.5, 2.0)
+            )
         if kind == 1:
-            t.update(has_cirrus=1.0, cirrus_mu_g=rng.uniform(24.8, 26.5),
-                     cirrus_slope=rng.uniform(2.4, 3.4), cirrus_sigma=rng.uniform(0.4, 1.0),
-                     cirrus_aniso=rng.uniform(1.0, 4.0), cirrus_angle=rng.uniform(0, np.pi),
-                     cirrus_gr=rng.uniform(0.5, 0.9))
+            t.update(
+                has_cirrus=1.0,
+                cirrus_mu_g=rng.uniform(24.8, 26.5),
+                cirrus_slope=rng.uniform(2.4, 3.4),
+                cirrus_sigma=rng.uniform(0.4, 1.0),
+                cirrus_aniso=rng.uniform(1.0, 4.0),
+                cirrus_angle=rng.uniform(0, np.pi),
+                cirrus_gr=rng.uniform(0.5, 0.9),
+            )
             t["cirrus_rz"] = self._rz(t["cirrus_gr"]) + rng.normal(0, 0.05)
         elif kind == 2:
             self._draw_spiral(rng, t, dist=(8.0, 16.0), through_centre=True)
         else:
             self._draw_host(rng, t, mag=(14.0, 17.0), dist=(8.0, 15.0))
-            t.update(has_stream=1.0, stream_mu_g=rng.uniform(24.0, 26.0),
-                     stream_width=rng.uniform(0.8, 2.5), stream_length=rng.uniform(6.0, 20.0),
-                     stream_gr=rng.uniform(0.4, 0.8))
+            t.update(
+                has_stream=1.0,
+                stream_mu_g=rng.uniform(24.0, 26.0),
+                stream_width=rng.uniform(0.8, 2.5),
+                stream_length=rng.uniform(6.0, 20.0),
+                stream_gr=rng.uniform(0.4, 0.8),
+            )
             t["stream_offset"] = rng.uniform(-0.5, 0.5) * t["stream_length"]  # along the arc
             t["stream_rz"] = self._rz(t["stream_gr"])
         return t
@@ -200,33 +235,63 @@ class LsbgSimulator:
         because GalSim tabulates each Sérsic index once per process."""
         q = rng.uniform(0.4, 1.0)
         gr = rng.uniform(0.3, 0.8)
-        t.update(has_body=1.0, r_eff=r_eff, mu_eff_g=mu, q=q, pa=rng.uniform(0, np.pi),
-                 sersic_n=round(rng.uniform(*n), 1), gr=gr, rz=self._rz(gr) + rng.normal(0, 0.05))
+        t.update(
+            has_body=1.0,
+            r_eff=r_eff,
+            mu_eff_g=mu,
+            q=q,
+            pa=rng.uniform(0, np.pi),
+            sersic_n=round(rng.uniform(*n), 1),
+            gr=gr,
+            rz=self._rz(gr) + rng.normal(0, 0.05),
+        )
         t["mag_g"] = mu - 2.5 * np.log10(2 * np.pi * r_eff**2 * q)
 
     def _draw_star(self, rng, t, mag, dist) -> None:
         gr = rng.uniform(0.3, 1.3)
-        t.update(has_star=1.0, star_mag_g=rng.uniform(*mag), star_dist=rng.uniform(*dist),
-                 star_angle=rng.uniform(0, 2 * np.pi), star_gr=gr,
-                 star_rz=float(np.interp(gr, _STAR_GR, _STAR_RZ)))
+        t.update(
+            has_star=1.0,
+            star_mag_g=rng.uniform(*mag),
+            star_dist=rng.uniform(*dist),
+            star_angle=rng.uniform(0, 2 * np.pi),
+            star_gr=gr,
+            star_rz=float(np.interp(gr, _STAR_GR, _STAR_RZ)),
+        )
 
     def _draw_host(self, rng, t, mag, dist) -> None:
-        t.update(has_host=1.0, host_mag_g=rng.uniform(*mag),
-                 host_n=round(rng.uniform(3, 5) * 2) / 2, host_re=rng.uniform(2.0, 5.0),
-                 host_q=rng.uniform(0.6, 1.0), host_pa=rng.uniform(0, np.pi),
-                 host_dist=rng.uniform(*dist), host_angle=rng.uniform(0, 2 * np.pi))
+        t.update(
+            has_host=1.0,
+            host_mag_g=rng.uniform(*mag),
+            host_n=round(rng.uniform(3, 5) * 2) / 2,
+            host_re=rng.uniform(2.0, 5.0),
+            host_q=rng.uniform(0.6, 1.0),
+            host_pa=rng.uniform(0, np.pi),
+            host_dist=rng.uniform(*dist),
+            host_angle=rng.uniform(0, 2 * np.pi),
+        )
 
     def _draw_spiral(self, rng, t, dist, through_centre: bool) -> None:
-        t.update(has_spiral=1.0, spiral_mag_g=rng.uniform(14.0, 17.0),
-                 spiral_re=rng.uniform(3.0, 6.5), spiral_cos_i=rng.uniform(0.35, 1.0),
-                 spiral_pa=rng.uniform(0, np.pi), spiral_dist=rng.uniform(*dist),
-                 spiral_angle=rng.uniform(0, 2 * np.pi), spiral_bt=rng.uniform(0.05, 0.3),
-                 spiral_arm_amp=rng.uniform(0.5, 2.0), spiral_pitch=np.radians(rng.uniform(12, 30)),
-                 spiral_arms=float(rng.choice([2, 2, 3])), spiral_sharp=rng.uniform(1.5, 4.0),
-                 spiral_phase=0.0 if through_centre else rng.uniform(0, 2 * np.pi))
+        t.update(
+            has_spiral=1.0,
+            spiral_mag_g=rng.uniform(14.0, 17.0),
+            spiral_re=rng.uniform(3.0, 6.5),
+            spiral_cos_i=rng.uniform(0.35, 1.0),
+            spiral_pa=rng.uniform(0, np.pi),
+            spiral_dist=rng.uniform(*dist),
+            spiral_angle=rng.uniform(0, 2 * np.pi),
+            spiral_bt=rng.uniform(0.05, 0.3),
+            spiral_arm_amp=rng.uniform(0.5, 2.0),
+            spiral_pitch=np.radians(rng.uniform(12, 30)),
+            spiral_arms=float(rng.choice([2, 2, 3])),
+            spiral_sharp=rng.uniform(1.5, 4.0),
+            spiral_phase=0.0 if through_centre else rng.uniform(0, 2 * np.pi),
+        )
         if through_centre:  # the candidate: a star-forming knot on the arm, and more along it
-            t.update(knot_mag_g=rng.uniform(21.5, 24.0), knot_sigma=rng.uniform(0.3, 1.2),
-                     spiral_knot_n=float(rng.integers(2, 7)))
+            t.update(
+                knot_mag_g=rng.uniform(21.5, 24.0),
+                knot_sigma=rng.uniform(0.3, 1.2),
+                spiral_knot_n=float(rng.integers(2, 7)),
+            )
 
     # -- rendering --------------------------------------------------------------------------------
     def render(self, truth: dict[str, float], domain: Domain) -> np.ndarray:
@@ -293,9 +358,12 @@ class LsbgSimulator:
         bulge = galsim.Sersic(n=2.5, half_light_radius=0.2 * re, gsparams=GSPARAMS)
         bulge = bulge.shear(q=0.8, beta=pa * galsim.radians)
         _add(scene, bulge, self._template_rates("E", mag - 2.5 * np.log10(bt), domain), (cx, cy))
-        disk = galsim.InclinedExponential(inclination=np.arccos(cos_i) * galsim.radians,
-                                          half_light_radius=re, scale_h_over_r=0.1,
-                                          gsparams=GSPARAMS).rotate(pa * galsim.radians)
+        disk = galsim.InclinedExponential(
+            inclination=np.arccos(cos_i) * galsim.radians,
+            half_light_radius=re,
+            scale_h_over_r=0.1,
+            gsparams=GSPARAMS,
+        ).rotate(pa * galsim.radians)
         m_disk = mag - 2.5 * np.log10(1 - bt)
         _add(scene, disk, self._template_rates("Sbc", m_disk, domain), (cx, cy))
         # arms: the disk's surface brightness [g flux / arcsec²] modulated by m log-spiral ridges,
@@ -307,7 +375,7 @@ class LsbgSimulator:
         sl, x, y = _window(grid)
         xd, yd = _disk_plane(x - cx, y - cy, pa, cos_i)
         r = np.hypot(xd, yd) + 1e-6
-        ridge = ((1 + np.cos(m * (np.arctan2(yd, xd) - np.log(r / h) / tan_p - phi))) / 2)
+        ridge = (1 + np.cos(m * (np.arctan2(yd, xd) - np.log(r / h) / tan_p - phi))) / 2
         disk_sb = 10 ** (-0.4 * m_disk) * np.exp(-r / h) / (2 * np.pi * h**2 * cos_i)
         sb = t["spiral_arm_amp"] * disk_sb * ridge ** t["spiral_sharp"]
         sb *= 1 - np.exp(-((r / (0.4 * re)) ** 2))  # no arms inside the bulge
