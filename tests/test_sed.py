@@ -36,3 +36,22 @@ def test_fainter_with_distance():
 def test_out_of_range_redshift_is_refused():
     with pytest.raises(ValueError, match="redshift outside"):
         sed.colour_term("E", "g", 1.5)
+
+
+def test_template_mix_lies_between_its_templates():
+    z = 0.2
+    pure = [sed.colour_term(t, "g", z) - sed.colour_term(t, "r", z) for t in ("Sbc", "Scd")]
+    mixed = sed.mixed_colour_term(("Sbc", "Scd"), (0.5, 0.5), "g", z) - sed.mixed_colour_term(
+        ("Sbc", "Scd"), (0.5, 0.5), "r", z
+    )
+    assert min(pure) < mixed < max(pure)
+    assert sed.mixed_colour_term(("Sbc", "Scd"), (1.0, 0.0), "i", z) == pytest.approx(
+        float(sed.colour_term("Sbc", "i", z))
+    )
+
+
+def test_internal_dust_reddens_and_moves_with_redshift():
+    # Calzetti: A_V = 4.05 E(B−V) at 551 nm rest; a band sees bluer rest light at higher z
+    assert sed.internal_dust_mag(0.1, 551.0, 0.0) == pytest.approx(0.405, rel=0.03)
+    assert sed.internal_dust_mag(0.1, 486.0, 0.0) > sed.internal_dust_mag(0.1, 625.0, 0.0)
+    assert sed.internal_dust_mag(0.1, 625.0, 0.3) > sed.internal_dust_mag(0.1, 625.0, 0.0)

@@ -51,4 +51,4 @@ def rebin_matrix(n_in: int, n_out: int) -> np.ndarray:
 def resample(image: np.ndarray, n_out: int) -> np.ndarray:
     """Flux-conserving resampling of a [B, N, N] image onto [B, n_out, n_out]."""
     r = rebin_matrix(image.shape[-1], n_out)
-    return np.einsum("oi,bij,pj->bop", r, image.astype(np.float64), r).astype(np.float32)
+    return (r @ image.astype(np.float64) @ r.T).astype(np.float32)

@@ -1,10 +1,11 @@
 """Photo-z mocks: LSST u, g, r, i, z cutouts (64×64, 0.2″) of galaxies at 0 < z < z_max, with the
 Galactic E(B−V) each was observed through, in a shallow and a deep exposure (003 §2).
 
-A galaxy is a Sérsic bulge with the CWW elliptical template plus an exponential disk with the
-template of its type (Sbc, Scd or Im), each redshifted through GalSim's LSST bandpasses
-(``sed.py``); its size follows a size–luminosity relation in kpc converted to arcsec with
-Planck18 angular-diameter distances; its luminosity is drawn from a Schechter function and the
+A galaxy is a Sérsic bulge with the CWW elliptical template plus an exponential disk whose spectrum
+mixes the template of its type (Sbc, Scd or Im) with the next later one (continuous colours) and
+is reddened by internal dust (Calzetti law, more for inclined disks), each redshifted through
+GalSim's LSST bandpasses (``sed.py``); its size follows a size–luminosity relation in kpc
+converted to arcsec with Planck18 angular-diameter distances; its luminosity is drawn from a Schechter function and the
 sample is cut at r < ``mag_limit`` (19.8 by default, the GAMA spectroscopic limit: photo-z
 training sets are spectroscopic samples), which gives a realistic n(z) rising then falling inside
 [0, z_max] (Pasquet's 180-bin range is [0, 0.4]). Galactic extinction E(B−V) is drawn per object
@@ -104,11 +105,20 @@ class PhotozSimulator:
             z = self._draw_z(rng)
             kind = int(rng.choice(len(TYPES), p=fractions / fractions.sum()))
             m_abs = self._draw_schechter(rng)
-            disk_t, (bt_lo, bt_hi), _ = TYPES[kind]
-            bt = rng.uniform(bt_lo, bt_hi)
-            # apparent r of the composite (bulge E + disk template), before extinction
-            lum = bt * 10 ** (-0.4 * self._interp("k_r_E", z)) + (1 - bt) * 10 ** (
-                -0.4 * self._interp(f"k_r_{disk_t}", z)
+            bt_lo, bt_hi = TYPES[kind][1]
+            cos_i = rng.uniform(0.2, 1.0)
+            t = {
+                "z": z,
+                "type": float(kind),
+                "bt": rng.uniform(bt_lo, bt_hi),
+                "disk_mix": rng.uniform(0.0, 1.0),
+                # internal dust of the disk: more for later types and for more inclined disks
+                "dust_ebv": 0.0 if kind == 0 else rng.uniform(0.0, 0.15) * (1 + 2 * (1 - cos_i)),
+            }
+            # apparent r of the composite, before Galactic extinction (for the selection)
+            bt = t["bt"]
+            lum = bt * 10 ** (-0.4 * self._r_colour(t, bulge=True)) + (1 - bt) * 10 ** (
+                -0.4 * self._r_colour(t, bulge=False)
             )
             mag_r = m_abs + self._interp("dm", z) - 2.5 * np.log10(lum)
             if mag_r < self.mag_limit:
@@ -117,16 +127,14 @@ class PhotozSimulator:
         disk_re = 10 ** (0.55 - 0.15 * (m_abs + 20) + rng.normal(0, 0.12)) * kpc
         ebv = float(np.clip(rng.lognormal(np.log(0.03), 0.6), 0.0, 0.3))
         return {
-            "z": z,
+            **t,
             "ebv": ebv,
-            "type": float(kind),
             "abs_mag_r": m_abs,
             "mag_r": mag_r,
-            "bt": bt,
             "disk_re": disk_re,
             "bulge_re": float(np.clip(rng.lognormal(np.log(1.0), 0.3), 0.3, 3.0) * kpc),
             "bulge_n": rng.uniform(2.5, 4.5),
-            "cos_i": rng.uniform(0.2, 1.0),
+            "cos_i": cos_i,
             "bulge_q": rng.uniform(0.6, 1.0),
             "pa": rng.uniform(0, np.pi),
             "x0": rng.uniform(-0.5, 0.5) * 0.2,
@@ -148,20 +156,40 @@ class PhotozSimulator:
                 return float(m)
 
     # -- rendering --------------------------------------------------------------------------------
-    def band_mags(self, t: dict[str, float], template: str, abs_mag: float) -> np.ndarray:
-        """[5] observed, extincted AB magnitudes of one component."""
-        return np.array(
-            [
-                sed.apparent_mag(template, b, t["z"], abs_mag)
-                + sed.extinction_mag(t["ebv"], band("LSST", b).wavelength)
-                for b in BANDS
-            ]
-        )
+    def _disk_sed(self, t: dict[str, float]) -> tuple[tuple[str, str], tuple[float, float]]:
+        """The disk's spectrum: its type's template mixed with the next later one by ``disk_mix``
+        (Im, the last, mixes with Scd), so colours fill the space between the CWW templates."""
+        i = sed.TEMPLATES.index(TYPES[int(t["type"])][0])
+        j = i + 1 if i + 1 < len(sed.TEMPLATES) else i - 1
+        w = 0.3 * t["disk_mix"] if i == 0 else t["disk_mix"]  # ellipticals stay nearly E
+        return (sed.TEMPLATES[i], sed.TEMPLATES[j]), (1 - w, w)
+
+    def _r_colour(self, t: dict[str, float], bulge: bool) -> float:
+        """Observed-r colour term of one component, internal dust included."""
+        r_nm = band("LSST", "r").wavelength
+        if bulge:
+            return self._interp("k_r_E", t["z"])
+        templates, weights = self._disk_sed(t)
+        k = sed.mixed_colour_term(templates, weights, "r", t["z"])
+        return k + sed.internal_dust_mag(t["dust_ebv"], r_nm, t["z"])
+
+    def band_mags(self, t: dict[str, float], abs_mag: float, bulge: bool) -> np.ndarray:
+        """[5] observed AB magnitudes of the bulge or the disk: template colour, internal dust
+        (disk only), distance, and Galactic extinction."""
+        z, out = t["z"], []
+        templates, weights = (("E",), (1.0,)) if bulge else self._disk_sed(t)
+        for b in BANDS:
+            wl = band("LSST", b).wavelength
+            m = abs_mag + sed.distance_modulus(z) + 2.5 * np.log10(1 + z)
+            m += sed.mixed_colour_term(templates, weights, b, z)
+            if not bulge:
+                m += sed.internal_dust_mag(t["dust_ebv"], wl, z)
+            out.append(m + sed.extinction_mag(t["ebv"], wl))
+        return np.array(out)
 
     def render(self, t: dict[str, float], domain: Domain) -> np.ndarray:
         self.prepare()
         grid = grid_for(domain.native_size, domain.pixel_scale)
-        disk_t = TYPES[int(t["type"])][0]
         bt = t["bt"]
         rate = np.vectorize(lambda b, m: band(domain.survey, b).flux_rate(m))
         scene = Scene()
@@ -172,7 +200,8 @@ class PhotozSimulator:
             prof = prof.shear(q=t["bulge_q"], beta=t["pa"] * galsim.radians)
             scene.components.append(
                 Component(
-                    prof, rate(BANDS, self.band_mags(t, "E", t["abs_mag_r"] - 2.5 * np.log10(bt)))
+                    prof,
+                    rate(BANDS, self.band_mags(t, t["abs_mag_r"] - 2.5 * np.log10(bt), bulge=True)),
                 )
             )
         if bt < 0.995:
@@ -185,7 +214,10 @@ class PhotozSimulator:
             scene.components.append(
                 Component(
                     disk,
-                    rate(BANDS, self.band_mags(t, disk_t, t["abs_mag_r"] - 2.5 * np.log10(1 - bt))),
+                    rate(
+                        BANDS,
+                        self.band_mags(t, t["abs_mag_r"] - 2.5 * np.log10(1 - bt), bulge=False),
+                    ),
                 )
             )
         psfs = [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]

@@ -23,6 +23,7 @@ from .observe import expose, resample
 
 _SIM: Simulator | None = None
 _SEED = 0
+_LIMITS = None
 
 
 def make_object(
@@ -52,9 +53,12 @@ def make_object(
 
 
 def _init(sim: Simulator, seed: int) -> None:
-    global _SIM, _SEED
-    # One BLAS/FFT thread per worker: the pool already uses every core.
-    os.environ["OMP_NUM_THREADS"] = "1"
+    global _SIM, _SEED, _LIMITS
+    # One BLAS thread per worker: the pool already uses every core, and forked workers inherit a
+    # BLAS that was initialised with one thread per core.
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS = threadpool_limits(1)
     _SIM, _SEED = sim, seed
     sim.prepare()
 
@@ -121,6 +125,10 @@ def generate(
         ctx = mp.get_context("fork")
         chunk = max(1, min(16, n // (4 * workers)))
         pool = ctx.Pool(workers, initializer=_init, initargs=(sim, seed)) if workers > 1 else None
+        if pool is None:  # in-process: the same one-thread BLAS as a pool worker
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(1)
         it = (
             pool.imap(_work, range(n), chunksize=chunk)
             if pool
@@ -141,6 +149,8 @@ def generate(
         if pool:
             pool.close()
             pool.join()
+        else:
+            limits.restore_original_limits()
     except BaseException:
         for w in writers.values():
             w.abort()

@@ -14,6 +14,9 @@ interpolated, since integrating an SED through a bandpass costs milliseconds.
 
 Galactic extinction ``extinction_mag(ebv, band)`` is A_b = R_V E(B−V) · (A_λ/A_V) at the band's
 effective wavelength, with the Fitzpatrick (1999) law and R_V = 3.1 (package ``extinction``).
+Dust inside the galaxy, ``internal_dust_mag``, uses the Calzetti et al. (2000) starburst law
+(R_V = 4.05) at the rest-frame wavelength the band sees. A spectrum between two templates,
+``mixed_colour_term``, is their flux-weighted sum.
 """
 
 from __future__ import annotations
@@ -83,6 +86,29 @@ def colour_term(template: Template, band: str, z: np.ndarray | float) -> np.ndar
     if np.any((z < 0) | (z > _Z_GRID[-1])):
         raise ValueError(f"redshift outside the tabulated range [0, {_Z_GRID[-1]}]")
     return np.interp(z, _Z_GRID, _colour_table(template, band))
+
+
+def mixed_colour_term(
+    templates: tuple[Template, ...], weights: tuple[float, ...], band: str, z: float
+) -> float:
+    """Colour term of the spectrum Σ w_i SED_i (each SED normalised to M_r = 0 at rest)."""
+    flux = sum(
+        w * 10 ** (-0.4 * colour_term(t, band, z)) for t, w in zip(templates, weights, strict=True)
+    )
+    return float(-2.5 * np.log10(flux))
+
+
+@cache
+def _calzetti_ratio(rest_nm: float) -> float:
+    import extinction
+
+    return float(extinction.calzetti00(np.array([rest_nm * 10.0]), 1.0, 4.05)[0])
+
+
+def internal_dust_mag(ebv: float, wavelength_nm: float, z: float) -> float:
+    """A [mag] of internal dust E(B−V) = ``ebv`` seen in a band of effective wavelength
+    ``wavelength_nm`` at redshift ``z`` (Calzetti 2000, R_V = 4.05, at λ/(1+z))."""
+    return float(4.05 * ebv * _calzetti_ratio(round(wavelength_nm / (1 + z), 1)))
 
 
 def apparent_mag(template: Template, band: str, z: float, abs_mag_r: float) -> float:
