@@ -123,7 +123,9 @@ def main() -> None:
         "--scaling-n", type=int, default=120, help="objects per task for the scaling run"
     )
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # "per core" means one core: no multi-threaded BLAS in the one-core runs
     print(
         f"# bench/simulate.py — {os.cpu_count()} cores; command: python bench/simulate.py --n {args.n} "
         f"--scaling-n {args.scaling_n}\n"
