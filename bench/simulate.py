@@ -37,6 +37,8 @@ def one_core(task: str, n: int) -> dict:
     sim = simulator(task)
     sim.prepare()
     truths = [sim.draw(truth_rng(0, task, i)) for i in range(n)]
+    for t in [sim.draw(truth_rng(1, task, i)) for i in range(50)]:  # warm GalSim's Sérsic tables
+        sim.render(t, sim.domains[0])
     t0 = time.perf_counter()
     scenes = []
     for i, t in enumerate(truths):
@@ -118,7 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--n", type=int, default=60, help="objects per task for the one-core figures")
+    ap.add_argument("--n", type=int, default=150, help="objects per task for the one-core figures")
     ap.add_argument(
         "--scaling-n", type=int, default=120, help="objects per task for the scaling run"
     )

@@ -47,9 +47,17 @@ from scipy import ndimage as ndi
 from ..surveys import band, telescope
 from . import sed
 from .domains import Domain
-from .morphology import _disk_plane, _sky_plane
 from .psf import GSPARAMS, bright_star_psf, psf_k
-from .render import Component, Grid, LightMap, Scene, draw_scene, grid_for
+from .render import (
+    Component,
+    Grid,
+    LightMap,
+    Scene,
+    disk_plane,
+    draw_scene,
+    grid_for,
+    sky_plane,
+)
 
 BANDS = ("g", "r", "z")
 FIELD = 30.0  # cutout side [arcsec] (004 §2.3)
@@ -369,11 +377,11 @@ class LsbgSimulator:
         # arms: the disk's surface brightness [g flux / arcsec²] modulated by m log-spiral ridges,
         # phased so that one ridge passes through the cutout centre (plus ``spiral_phase``)
         h, m, tan_p = re / 1.678, t["spiral_arms"], np.tan(t["spiral_pitch"])
-        xd0, yd0 = _disk_plane(-cx, -cy, pa, cos_i)
+        xd0, yd0 = disk_plane(-cx, -cy, pa, cos_i)
         rc = np.hypot(xd0, yd0)
         phi = np.arctan2(yd0, xd0) - np.log(rc / h) / tan_p + t["spiral_phase"] / m
         sl, x, y = _window(grid)
-        xd, yd = _disk_plane(x - cx, y - cy, pa, cos_i)
+        xd, yd = disk_plane(x - cx, y - cy, pa, cos_i)
         r = np.hypot(xd, yd) + 1e-6
         ridge = (1 + np.cos(m * (np.arctan2(yd, xd) - np.log(r / h) / tan_p - phi))) / 2
         disk_sb = 10 ** (-0.4 * m_disk) * np.exp(-r / h) / (2 * np.pi * h**2 * cos_i)
@@ -387,7 +395,7 @@ class LsbgSimulator:
         n = int(t["spiral_knot_n"])
         rk = np.clip(rc + rng.uniform(-5, 5, n), 0.5 * h, None)
         th = np.log(rk / h) / tan_p + phi + rng.normal(0, 0.05, n)
-        xs, ys = _sky_plane(rk * np.cos(th), rk * np.sin(th), pa, cos_i)
+        xs, ys = sky_plane(rk * np.cos(th), rk * np.sin(th), pa, cos_i)
         for k in range(n):
             knot = galsim.Gaussian(sigma=rng.uniform(0.3, 0.8), gsparams=GSPARAMS)
             m_k = t["knot_mag_g"] + rng.uniform(0.0, 2.0)

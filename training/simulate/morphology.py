@@ -27,7 +27,17 @@ from ..gm20 import MORPHOLOGY_CLASSES, gini_m20, gm20_class
 from . import sed
 from .domains import Domain, survey_years
 from .psf import GSPARAMS, psf_k
-from .render import Component, Grid, LightMap, Scene, draw_scene, grid_for, normalised
+from .render import (
+    Component,
+    Grid,
+    LightMap,
+    Scene,
+    disk_plane,
+    draw_scene,
+    grid_for,
+    normalised,
+    sky_plane,
+)
 
 REDSHIFT = 0.05
 BANDS = ("g", "r", "i")
@@ -218,7 +228,7 @@ class MorphologySimulator:
         x, y = grid.map_coords()
         q = grid.n // 2
         inner = (slice(q, q + grid.n), slice(q, q + grid.n))
-        xd, yd = _disk_plane(x[inner], y[inner], t["pa"], t["cos_i"])
+        xd, yd = disk_plane(x[inner], y[inner], t["pa"], t["cos_i"])
         r = np.hypot(xd, yd) + 1e-6
         theta = np.arctan2(yd, xd)
         m = t["arm_m"]
@@ -242,7 +252,7 @@ class MorphologySimulator:
             + 2 * np.pi * arm / m
             + rng.normal(0, 0.12, n)
         )
-        xs, ys = _sky_plane(rk * np.cos(th), rk * np.sin(th), t["pa"], t["cos_i"])
+        xs, ys = sky_plane(rk * np.cos(th), rk * np.sin(th), t["pa"], t["cos_i"])
         weights = rng.lognormal(0, 0.7, n)
         knots = _particles(xs, ys, weights, grid, rng, sigma=rng.uniform(0.12, 0.3), per_point=60)
         scene.maps.append(LightMap(knots, self._rates("Im", mag - 2.5 * np.log10(f_knot), domain)))
@@ -362,17 +372,6 @@ class MorphologySimulator:
             "m20": m,
             "label_gm20": float(gm20_class(g, m)) if np.isfinite(g) else float(truth["label"]),
         }
-
-
-def _disk_plane(x, y, pa, cos_i):
-    xp = x * np.cos(pa) + y * np.sin(pa)
-    yp = -x * np.sin(pa) + y * np.cos(pa)
-    return xp, yp / cos_i
-
-
-def _sky_plane(xd, yd, pa, cos_i):
-    yp = yd * cos_i
-    return xd * np.cos(pa) - yp * np.sin(pa), xd * np.sin(pa) + yp * np.cos(pa)
 
 
 def _particles(xs, ys, weights, grid: Grid, rng, sigma: float, per_point: int) -> np.ndarray:
