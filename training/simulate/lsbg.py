@@ -66,6 +66,11 @@ OUT_SIZE = 64
 DES_Y3_DEPTH = 0.4
 #: redshift of the template colours: the LSBGs and neighbours are nearby galaxies.
 COLOUR_Z = 0.03
+#: Fourier grid side in stamp sides (``render.GRID_FACTOR``). The 30″ stamps already hold the
+#: neighbours, so 2× suffices: against a 6× grid, the largest native-pixel error in 40 stamps was,
+#: in units of the sky σ, median 0.02, 90th percentile 0.3 (DES) / 0.5 (HSC), worst 1.2 / 1.8 (a
+#: tidal-stream host); the 3× default would cost 2.4× the time.
+GRID_FACTOR = 2
 #: 004 balances its classes (20,000 LSBGs, 20,000 artifacts).
 LSBG_FRACTION = 0.5
 ARTIFACT_KINDS = ("bright_neighbour", "cirrus", "spiral_arm", "tidal_debris")
@@ -149,7 +154,12 @@ class LsbgSimulator:
             self._seq_gr, self._seq_rz = np.array(sorted(self._colours.values())).T
             for d in self.domains:
                 for b in d.bands:
-                    psf_k(d.survey, b, d.fwhm_scale, grid_for(d.native_size, d.pixel_scale))
+                    psf_k(
+                        d.survey,
+                        b,
+                        d.fwhm_scale,
+                        grid_for(d.native_size, d.pixel_scale, GRID_FACTOR),
+                    )
 
     def _rz(self, gr: float) -> float:
         """r−z of a galaxy of colour g−r, along the CWW template sequence [mag]."""
@@ -305,7 +315,7 @@ class LsbgSimulator:
     def render(self, truth: dict[str, float], domain: Domain) -> np.ndarray:
         """[3, N, N] noiseless e-/s per native pixel, the candidate at the stamp's centre."""
         self.prepare()
-        grid = grid_for(domain.native_size, domain.pixel_scale)
+        grid = grid_for(domain.native_size, domain.pixel_scale, GRID_FACTOR)
         scene = self.scene(truth, domain, grid)
         psfs = [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
         # the renderer puts the origin on pixel N//2: for even N, half a pixel off the centre

@@ -73,9 +73,9 @@ class Grid:
 GRID_FACTOR = 3
 
 
-def grid_for(stamp: int, scale: float) -> Grid:
-    """The grid used for a stamp of ``stamp`` pixels: ``GRID_FACTOR`` times its side, even."""
-    n = GRID_FACTOR * stamp
+def grid_for(stamp: int, scale: float, factor: int = GRID_FACTOR) -> Grid:
+    """The grid used for a stamp of ``stamp`` pixels: ``factor`` times its side, even."""
+    n = factor * stamp
     return Grid(n + n % 2, scale)
 
 
