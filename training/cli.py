@@ -69,9 +69,9 @@ def _plot(args: argparse.Namespace) -> int:
         paths = list(dataset_paths(root, task))
         if not paths:
             continue
-        if args.what in ("examples", "all"):
+        if args.what == "examples":
             made.append(plot_examples(paths, out / f"{task}_examples.png"))
-        if args.what in ("gm20", "all") and task == "morphology":
+        if task == "morphology":  # the G–M20 diagram belongs to both
             made.append(plot_gm20(paths[0], out / "morphology_gm20.png"))
     if not made:
         print(f"no datasets under {root} (expected {root}/<task>/<domain>.h5)", file=sys.stderr)
@@ -106,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
         )
         if rc:
             return rc
-    _plot(argparse.Namespace(data=out, out=out / "plots", tasks=None, what="all"))
+    _plot(argparse.Namespace(data=out, out=out / "plots", tasks=None, what="examples"))
     from .cutouts import write_cutouts
 
     for task, domain in (("morphology", "y10"), ("photoz", "deep"), ("lsbg", "des")):
@@ -169,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw example grids (002 Fig. 2) and the G–M20 diagram (Fig. 1)",
         description="Draw PNGs from the datasets under DATA/<task>/.",
     )
-    pl.add_argument("what", choices=("examples", "gm20", "all"))
+    pl.add_argument(
+        "what",
+        choices=("examples", "gm20"),
+        help="examples: per-task grids (rows domains, columns classes) and the G–M20 diagram; "
+        "gm20: the diagram only",
+    )
     pl.add_argument("data", help="directory holding <task>/<domain>.h5")
     pl.add_argument("--out", default=None, help="where the PNGs go (default: DATA)")
     pl.add_argument("--tasks", nargs="*", choices=TASKS)
