@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,35 +124,19 @@ def generate(
         )
     truths: list[dict[str, float]] = []
     try:
-        ctx = mp.get_context("fork")
-        chunk = max(1, min(16, n // (4 * workers)))
-        pool = ctx.Pool(workers, initializer=_init, initargs=(sim, seed)) if workers > 1 else None
-        if pool is None:  # in-process: the same one-thread BLAS as a pool worker
-            from threadpoolctl import threadpool_limits
-
-            limits = threadpool_limits(1)
-        it = (
-            pool.imap(_work, range(n), chunksize=chunk)
-            if pool
-            else (_work_local(sim, seed, i) for i in range(n))
-        )
-        for index, truth, images in tqdm(
-            it, total=n, desc=f"simulate {sim.task}", disable=not progress, unit="obj"
-        ):
-            if label_source == "gm20":
-                truth = {
-                    **truth,
-                    "label": truth["label_gm20"],
-                    "label_construction": truth["label"],
-                }
-            truths.append(truth)
-            for name, img in images.items():
-                writers[name].write(index, img)
-        if pool:
-            pool.close()
-            pool.join()
-        else:
-            limits.restore_original_limits()
+        with _objects(sim, seed, n, workers) as it:
+            for index, truth, images in tqdm(
+                it, total=n, desc=f"simulate {sim.task}", disable=not progress, unit="obj"
+            ):
+                if label_source == "gm20":
+                    truth = {
+                        **truth,
+                        "label": truth["label_gm20"],
+                        "label_construction": truth["label"],
+                    }
+                truths.append(truth)
+                for name, img in images.items():
+                    writers[name].write(index, img)
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -173,8 +159,23 @@ def generate(
     )
 
 
-def _work_local(sim: Simulator, seed: int, index: int):
-    return index, *make_object(sim, seed, index)
+@contextmanager
+def _objects(sim: Simulator, seed: int, n: int, workers: int) -> Iterator[Iterator[tuple]]:
+    """(index, truth, images) for objects 0..n−1 in index order, from a pool of ``workers``
+    processes (or in-process for one), each with a one-thread BLAS; cleans up on any exit."""
+    from threadpoolctl import threadpool_limits
+
+    if workers == 1:
+        with threadpool_limits(1):
+            yield ((i, *make_object(sim, seed, i)) for i in range(n))
+        return
+    pool = mp.get_context("fork").Pool(workers, initializer=_init, initargs=(sim, seed))
+    try:
+        yield pool.imap(_work, range(n), chunksize=max(1, min(16, n // (4 * workers))))
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _confusion(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
