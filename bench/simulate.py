@@ -84,9 +84,7 @@ def galsim_peer(n: int) -> dict:
             img = galsim.ImageD(d.native_size, d.native_size, scale=d.pixel_scale)
             for c in scene.components:
                 prof = c.profile.withFlux(float(c.flux[b])).shift(t["x0"], t["y0"])
-                galsim.Convolve(prof, p, gsparams=GSPARAMS).drawImage(
-                    image=img, add_to_image=True, offset=(0.5, 0.5)
-                )
+                galsim.Convolve(prof, p, gsparams=GSPARAMS).drawImage(image=img, add_to_image=True)
             for m in scene.maps:
                 ii = galsim.InterpolatedImage(
                     galsim.ImageD(m.array, scale=grid.map_scale),
@@ -94,9 +92,7 @@ def galsim_peer(n: int) -> dict:
                     use_true_center=False,  # the map's origin is its sample [n, n]
                     gsparams=GSPARAMS,
                 ).shift(t["x0"], t["y0"])
-                galsim.Convolve(ii, p, gsparams=GSPARAMS).drawImage(
-                    image=img, add_to_image=True, offset=(0.5, 0.5)
-                )
+                galsim.Convolve(ii, p, gsparams=GSPARAMS).drawImage(image=img, add_to_image=True)
             out[b] = img.array
         images.append(out)
     seconds = time.perf_counter() - t0

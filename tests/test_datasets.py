@@ -10,11 +10,6 @@ from training.gm20 import gm20_class
 from training.simulate import TASKS, simulator
 from training.simulate.runner import generate
 
-AVAILABLE = [
-    t
-    for t in TASKS
-    if t != "lsbg" or __import__("importlib").util.find_spec("training.simulate.lsbg")
-]
 REQUIRED_ATTRS = {
     "task",
     "domain",
@@ -41,7 +36,7 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module", params=AVAILABLE)
+@pytest.fixture(scope="module", params=TASKS)
 def made(request, tmp_path_factory):
     task = request.param
     root1, root2 = tmp_path_factory.mktemp(f"{task}-w1"), tmp_path_factory.mktemp(f"{task}-w2")

@@ -77,3 +77,12 @@ def init_xavier(module: nn.Module, bias: float = 0.1) -> None:
         if isinstance(m, nn.Conv2d | nn.Linear):
             nn.init.xavier_uniform_(m.weight)
             nn.init.constant_(m.bias, bias)
+
+
+def init_dense_head(bottleneck: nn.Linear, fc: nn.Linear) -> None:
+    """Small normal weights and zero biases on the morphology networks' bottleneck (σ 0.005) and
+    output layer (σ 0.01), as in the 002 authors' released code (the paper does not say)."""
+    nn.init.normal_(bottleneck.weight, std=0.005)
+    nn.init.zeros_(bottleneck.bias)
+    nn.init.normal_(fc.weight, std=0.01)
+    nn.init.zeros_(fc.bias)

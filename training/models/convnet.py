@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SkyNet
+from .base import SkyNet, init_dense_head
 
 
 class ConvNet(SkyNet):
@@ -55,12 +55,7 @@ class ConvNet(SkyNet):
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.bottleneck = nn.Linear(32 * 12 * 12, latent_dim)
         self.fc = nn.Linear(latent_dim, num_classes)
-        # Small normal weights and zero biases on the two dense layers, as in the authors'
-        # released code (the paper does not say); convolutions keep PyTorch's default.
-        nn.init.normal_(self.bottleneck.weight, std=0.005)
-        nn.init.zeros_(self.bottleneck.bias)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        init_dense_head(self.bottleneck, self.fc)  # convolutions keep PyTorch's default
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits [N, K] of images [N, 3, 100, 100]."""

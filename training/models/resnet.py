@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SkyNet
+from .base import SkyNet, init_dense_head
 
 
 class BasicBlock(nn.Module):
@@ -78,15 +78,11 @@ class ResNet18(SkyNet):
         self.bottleneck = nn.Linear(512, latent_dim)
         self.fc = nn.Linear(latent_dim, num_classes)
 
-        # He initialisation for the convolutions, as torchvision does; the dense layers get the
-        # small normal weights and zero biases of the authors' code.
+        # He initialisation for the convolutions, as torchvision does
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.normal_(self.bottleneck.weight, std=0.005)
-        nn.init.zeros_(self.bottleneck.bias)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        init_dense_head(self.bottleneck, self.fc)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits [N, K] of images [N, 3, 100, 100]."""

@@ -7,7 +7,7 @@ different survey altogether (lsbg DES-like/HSC-like).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class Domain:
     out_size: int
     fwhm_scale: float = 1.0
     description: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if len(self.exposure) != len(self.bands):

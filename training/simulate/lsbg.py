@@ -47,7 +47,7 @@ from scipy import ndimage as ndi
 from ..surveys import band, telescope
 from . import sed
 from .domains import Domain
-from .psf import GSPARAMS, bright_star_psf, psf_k
+from .psf import GSPARAMS, bright_star_psf, domain_psfs
 from .render import (
     Component,
     Grid,
@@ -83,7 +83,6 @@ _STAR_RZ = np.array([0.05, 0.18, 0.35, 0.6, 1.1, 1.6])
 #: component with the band PSF again, so the star's core ends up ≈ 4% wider than a point source.
 _STAR_SHARPNESS = 0.3
 _MARGIN = 3.0  # light maps are evaluated this far [arcsec] beyond the stamp
-_TEMPLATES = ("E", "Sbc", "Scd", "Im")
 
 
 def domains() -> tuple[Domain, Domain]:
@@ -149,17 +148,13 @@ class LsbgSimulator:
     # -- caches -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         if self._colours is None:
-            mags = {t: [sed.apparent_mag(t, b, COLOUR_Z, 0.0) for b in BANDS] for t in _TEMPLATES}
+            mags = {
+                t: [sed.apparent_mag(t, b, COLOUR_Z, 0.0) for b in BANDS] for t in sed.TEMPLATES
+            }
             self._colours = {t: (m[0] - m[1], m[1] - m[2]) for t, m in mags.items()}
             self._seq_gr, self._seq_rz = np.array(sorted(self._colours.values())).T
             for d in self.domains:
-                for b in d.bands:
-                    psf_k(
-                        d.survey,
-                        b,
-                        d.fwhm_scale,
-                        grid_for(d.native_size, d.pixel_scale, GRID_FACTOR),
-                    )
+                domain_psfs(d, grid_for(d.native_size, d.pixel_scale, GRID_FACTOR))
 
     def _rz(self, gr: float) -> float:
         """r−z of a galaxy of colour g−r, along the CWW template sequence [mag]."""
@@ -317,11 +312,8 @@ class LsbgSimulator:
         self.prepare()
         grid = grid_for(domain.native_size, domain.pixel_scale, GRID_FACTOR)
         scene = self.scene(truth, domain, grid)
-        psfs = [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
-        # the renderer puts the origin on pixel N//2: for even N, half a pixel off the centre
-        half = 0.5 * domain.pixel_scale if domain.native_size % 2 == 0 else 0.0
-        shift = (truth["x0"] - half, truth["y0"] - half)
-        return draw_scene(scene, psfs, grid, domain.native_size, shift=shift)
+        shift = (truth["x0"], truth["y0"])
+        return draw_scene(scene, domain_psfs(domain, grid), grid, domain.native_size, shift=shift)
 
     def scene(self, t: dict[str, float], domain: Domain, grid: Grid) -> Scene:
         """The cutout's components and light maps with their per-band flux rates in ``domain``."""
@@ -465,7 +457,7 @@ class LsbgSimulator:
                 prof = galsim.Exponential(half_light_radius=hlr, gsparams=GSPARAMS)
                 q, beta = rng.uniform(0.4, 1.0), rng.uniform(0, np.pi) * galsim.radians
                 prof = prof.shear(q=q, beta=beta)
-                template = _TEMPLATES[int(rng.integers(0, 4))]
+                template = sed.TEMPLATES[int(rng.integers(0, 4))]
                 _add(scene, prof, self._template_rates(template, rng.uniform(20, 24.5), domain), xy)
 
     def _light_map(self, sb, sl, grid: Grid, gr: float, rz: float, domain: Domain) -> LightMap:

@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from ..gm20 import MORPHOLOGY_CLASSES, gini_m20, gm20_class
 from . import sed
 from .domains import Domain, survey_years
-from .psf import GSPARAMS, psf_k
+from .psf import GSPARAMS, domain_psfs
 from .render import (
     Component,
     Grid,
@@ -44,7 +44,6 @@ BANDS = ("g", "r", "i")
 STAMP = 100
 #: Class fractions after 002's merger augmentation (14,312 : 8,151 : 12,710).
 CLASS_FRACTIONS = (0.41, 0.23, 0.36)
-_TEMPLATES = ("E", "Sbc", "Scd", "Im")
 
 
 def domains() -> tuple[Domain, Domain]:
@@ -84,17 +83,16 @@ class MorphologySimulator:
         if self._offsets is None:
             # apparent magnitude = M_r + offset[template, band] at z = 0.05
             self._offsets = np.array(
-                [[sed.apparent_mag(t, b, REDSHIFT, 0.0) for b in BANDS] for t in _TEMPLATES]
+                [[sed.apparent_mag(t, b, REDSHIFT, 0.0) for b in BANDS] for t in sed.TEMPLATES]
             )
             self._kpc = sed.angular_scale(REDSHIFT)  # arcsec per kpc
             for d in self.domains:
-                for b in d.bands:
-                    psf_k(d.survey, b, d.fwhm_scale, grid_for(d.native_size, d.pixel_scale))
+                domain_psfs(d, grid_for(d.native_size, d.pixel_scale))
 
     def _rates(self, template: str, abs_mag: float, domain: Domain) -> np.ndarray:
         from ..surveys import band
 
-        mags = abs_mag + self._offsets[_TEMPLATES.index(template)]
+        mags = abs_mag + self._offsets[sed.TEMPLATES.index(template)]
         return np.array(
             [band(domain.survey, b).flux_rate(m) for b, m in zip(BANDS, mags, strict=True)]
         )
@@ -169,7 +167,7 @@ class MorphologySimulator:
         self.prepare()
         grid = grid_for(domain.native_size, domain.pixel_scale)
         scene = self.scene(truth, domain, grid)
-        psfs = [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
+        psfs = domain_psfs(domain, grid)
         return draw_scene(scene, psfs, grid, domain.native_size, shift=(truth["x0"], truth["y0"]))
 
     def scene(self, t: dict[str, float], domain: Domain, grid: Grid) -> Scene:
@@ -200,7 +198,7 @@ class MorphologySimulator:
 
     def _spiral(self, t, domain, scene, rng, grid) -> None:
         mag, bt = t["mag"], t["bt"]
-        disk_sed = _TEMPLATES[int(t["disk_sed"])]
+        disk_sed = sed.TEMPLATES[int(t["disk_sed"])]
         # arms and knots carry fractions of the disk's light, the smooth disk the rest
         f_arm, f_knot = t["arm_frac"] * (1 - bt), t["knot_frac"] * (1 - bt)
         f_disk = 1 - bt - f_arm - f_knot

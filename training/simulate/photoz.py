@@ -24,7 +24,7 @@ import numpy as np
 from ..surveys import band
 from . import sed
 from .domains import Domain, survey_years
-from .psf import GSPARAMS, psf_k
+from .psf import GSPARAMS, domain_psfs
 from .render import Component, Scene, draw_scene, grid_for
 
 BANDS = ("u", "g", "r", "i", "z")
@@ -77,8 +77,7 @@ class PhotozSimulator:
     def prepare(self) -> None:
         _ = self._tables
         for d in self.domains:
-            for b in d.bands:
-                psf_k(d.survey, b, d.fwhm_scale, grid_for(d.native_size, d.pixel_scale))
+            domain_psfs(d, grid_for(d.native_size, d.pixel_scale))
 
     @cached_property
     def _tables(self) -> dict[str, np.ndarray]:
@@ -178,9 +177,10 @@ class PhotozSimulator:
         (disk only), distance, and Galactic extinction."""
         z, out = t["z"], []
         templates, weights = (("E",), (1.0,)) if bulge else self._disk_sed(t)
+        dm = self._interp("dm", z)  # includes the 2.5 log10(1 + z) of f_λ dilution
         for b in BANDS:
             wl = band("LSST", b).wavelength
-            m = abs_mag + sed.distance_modulus(z) + 2.5 * np.log10(1 + z)
+            m = abs_mag + dm
             m += sed.mixed_colour_term(templates, weights, b, z)
             if not bulge:
                 m += sed.internal_dust_mag(t["dust_ebv"], wl, z)
@@ -220,5 +220,5 @@ class PhotozSimulator:
                     ),
                 )
             )
-        psfs = [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
+        psfs = domain_psfs(domain, grid)
         return draw_scene(scene, psfs, grid, domain.native_size, shift=(t["x0"], t["y0"]))

@@ -15,6 +15,7 @@ import galsim
 import numpy as np
 
 from ..surveys import band, telescope
+from .domains import Domain
 from .render import Grid, psf_kimage
 
 #: GalSim accuracy settings shared by every profile of the mocks.
@@ -67,6 +68,11 @@ def psf(survey: str, band_name: str, fwhm_scale: float = 1.0) -> galsim.GSObject
 def psf_k(survey: str, band_name: str, fwhm_scale: float, grid: Grid) -> np.ndarray:
     """The PSF ⊗ pixel Fourier transform on ``grid`` (see ``render.py``), cached per process."""
     return psf_kimage(psf(survey, band_name, fwhm_scale), grid)
+
+
+def domain_psfs(domain: Domain, grid: Grid) -> list[np.ndarray]:
+    """``psf_k`` of every band of ``domain`` on ``grid``, in band order (cached per process)."""
+    return [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
 
 
 @cache

@@ -120,13 +120,19 @@ def draw_scene(
     """[B, stamp, stamp] noiseless rate image [electrons / s / pixel] of ``scene``.
 
     ``psf_k`` holds one ``psf_kimage`` per band, on ``grid``; ``shift`` (dx, dy) [arcsec] moves the
-    whole scene (a phase in Fourier space, exact for sub-pixel offsets).
+    whole scene (a phase in Fourier space, exact for sub-pixel offsets). The scene's origin lands on
+    the stamp's geometric centre, as in GalSim's ``drawImage`` — between the four central pixels
+    when ``stamp`` is even.
     """
     parts = [(_kimage(c.profile, grid), c.flux) for c in scene.components]
     parts += [(map_kimage(m.array, grid), m.flux) for m in scene.maps]
     ky = np.fft.fftfreq(grid.n, grid.scale / (2 * np.pi))
     kx = np.fft.rfftfreq(grid.n, grid.scale / (2 * np.pi))
-    phase = np.exp(-1j * (kx[None, :] * shift[0] + ky[:, None] * shift[1]))
+    # the crop below puts the grid origin on pixel stamp // 2; for an even stamp the geometric
+    # centre is half a pixel lower in x and y
+    centre = -0.5 * grid.scale if stamp % 2 == 0 else 0.0
+    dx, dy = shift[0] + centre, shift[1] + centre
+    phase = np.exp(-1j * (kx[None, :] * dx + ky[:, None] * dy))
     out = np.empty((len(psf_k), stamp, stamp), dtype=np.float64)
     lo = grid.n // 2 - stamp // 2
     for b, pk in enumerate(psf_k):

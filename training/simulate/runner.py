@@ -25,7 +25,6 @@ from .observe import expose, resample
 
 _SIM: Simulator | None = None
 _SEED = 0
-_LIMITS = None
 
 
 def make_object(
@@ -55,12 +54,12 @@ def make_object(
 
 
 def _init(sim: Simulator, seed: int) -> None:
-    global _SIM, _SEED, _LIMITS
+    global _SIM, _SEED
     # One BLAS thread per worker: the pool already uses every core, and forked workers inherit a
     # BLAS that was initialised with one thread per core.
     from threadpoolctl import threadpool_limits
 
-    _LIMITS = threadpool_limits(1)
+    threadpool_limits(1)  # stays in force for the worker's life
     _SIM, _SEED = sim, seed
     sim.prepare()
 
