@@ -8,6 +8,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= data/demo
 N       ?= 300
+# the BentoML model store (bundles) lives in the git-ignored models/ folder; no usage tracking
+export BENTOML_HOME ?= $(CURDIR)/models/bentoml
+export BENTOML_DO_NOT_TRACK := true
 
 .PHONY: demo test lint bench clean venv
 
@@ -16,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,cpu]'
 	touch $(STAMP)
 
 demo: $(STAMP)

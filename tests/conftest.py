@@ -19,3 +19,24 @@ def fwhm_upsampled(image: np.ndarray, scale: float, up: int = 8) -> float:
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bentoml_home(tmp_path_factory):
+    """Every test session gets its own, empty BentoML model store, and no usage tracking."""
+    import os
+
+    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Paired datasets of all three tasks, 40 objects each (seeded): data root path."""
+    from training.simulate import TASKS, simulator
+    from training.simulate.runner import generate
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    for task in TASKS:
+        generate(simulator(task), 40, root, seed=3, workers=2, progress=False)
+    return root

@@ -94,3 +94,25 @@ def test_rgb_composite():
     np.testing.assert_array_equal(rgb[..., 0], morphology_stretch(x)[2])  # red = last band
     with pytest.raises(ValueError, match="three bands"):
         rgb_composite(np.zeros((5, 8, 8)))
+
+
+def test_flux_scale_to_nanomaggies():
+    """A source of AB magnitude m carries 10^(−0.4 (m − 22.5)) nanomaggies whatever the exposure:
+    deep and shallow cutouts of one galaxy agree once converted."""
+    from training.preprocess import FluxScale, preprocessing_from_dict
+
+    m = 20.0
+    zp_deep, zp_shallow = np.array([31.0, 32.0]), np.array([28.5, 29.5])  # 10× shorter exposure
+    img = np.zeros((2, 4, 4))
+    deep, shallow = img.copy(), img.copy()
+    deep[:, 1, 1] = 10 ** (-0.4 * (m - zp_deep))  # electrons
+    shallow[:, 1, 1] = 10 ** (-0.4 * (m - zp_shallow))
+    p = FluxScale(magzp=tuple(zp_deep))
+    expected = 10 ** (-0.4 * (m - 22.5))
+    np.testing.assert_allclose(p(deep).sum(axis=(-2, -1)), expected, rtol=1e-6)
+    np.testing.assert_allclose(p(shallow, magzp=zp_shallow).sum(axis=(-2, -1)), expected, rtol=1e-6)
+    assert preprocessing_from_dict(p.to_dict()) == p
+    with pytest.raises(ValueError, match="2 zeropoints for 3 bands"):
+        p(np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match="unknown preprocessing 'gamma'"):
+        preprocessing_from_dict({"name": "gamma"})

@@ -115,6 +115,94 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(metrics: dict) -> None:
+    keys = ("accuracy", "f1", "auc", "completeness", "purity", "bias", "sigma_mad", "eta")
+    for role, m in metrics.items():
+        figures = ", ".join(f"{k} {m[k]:.4g}" for k in keys if k in m)
+        print(f"  {role} ({m.get('domain')}) test: {figures}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .runs import train
+
+    overrides = {
+        "architecture": args.arch,
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "n_max": args.n_max,
+        "seed": args.seed,
+        "finetune_from": args.finetune_from,
+    }
+    res = train(
+        args.task,
+        args.recipe,
+        quick=args.quick,
+        data_root=args.data,
+        out_root=args.out,
+        store=not args.no_store,
+        resume=not args.restart,
+        **overrides,
+    )
+    t = res.training
+    print(
+        f"trained in {t['seconds']:.0f} s on {t['device']} ({t['epochs_run']} epochs, "
+        f"best {t['best_epoch']}); bundle {res.bundle}"
+    )
+    _print_metrics(res.metrics)
+    print(f"curve: {res.run_dir / 'training_curve.png'}")
+    if res.tag:
+        print(f"stored as {res.tag}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .runs import export_checkpoint
+
+    res = export_checkpoint(args.run_dir, args.data, store=not args.no_store)
+    print(f"bundle {res.bundle}" + (f", stored as {res.tag}" if res.tag else ""))
+    _print_metrics(res.metrics)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .bundle import BundleError, check_parity
+    from .store import list_models, load
+
+    if args.action == "list":
+        rows = list_models(args.target)
+        if not rows:
+            print("no skyguard models in the BentoML store")
+            return 0
+        for r in rows:
+            lab = r["labels"]
+            meta = ", ".join(f"{k} {v:.4g}" for k, v in r["metadata"].items() if "_" in k and
+                             isinstance(v, float))  # fmt: skip
+            print(
+                f"{r['tag']:<40} {r['created']}  {lab.get('architecture')}/{lab.get('recipe')}  {meta}"
+            )
+        return 0
+    if not args.target:
+        print(f"'models {args.action}' needs a tag or bundle directory", file=sys.stderr)
+        return 2
+    try:
+        bundle = load(args.target)
+        if args.action == "show":
+            print(json.dumps(bundle.info, indent=1))
+            return 0
+        err = check_parity(bundle)
+        print(f"{bundle.path}: schema, sha256 of {len(bundle.info['files'])} files and "
+              f"ONNX parity OK ({', '.join(f'{k} {v:.1e}' for k, v in err.items())})")  # fmt: skip
+        if args.torch:
+            from .verify import torch_parity
+
+            err = torch_parity(bundle)
+            print(f"torch weights.pt vs stored torch outputs: {err}")
+    except (BundleError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skyguard",
@@ -201,6 +289,58 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--workers", type=int, default=None)
     d.set_defaults(func=_demo)
+
+    t = sub.add_parser(
+        "train",
+        help="train a task under a recipe and make its model bundle",
+        description="Train TASK under RECIPE (training/recipes/TASK/RECIPE.yaml; --quick uses "
+        "its quick block: minutes on a 2-core CPU), evaluate on the source and target test "
+        "splits, export the ONNX bundle and store it in the BentoML model store. Datasets are "
+        "read from DATA/TASK/*.h5 and simulated there first if absent. Re-running the same "
+        "command resumes from the run's checkpoint.",
+    )
+    t.add_argument("task", choices=TASKS)
+    t.add_argument(
+        "--recipe", default="regular",
+        choices=("regular", "mmd", "adversarial", "mmd+adversarial", "finetune"),
+    )  # fmt: skip
+    t.add_argument("--quick", action="store_true", help="the recipe's quick variant")
+    t.add_argument("--arch", default=None, help="architecture (morphology: convnet|resnet18; "
+                   "photoz: inception|simple_cnn)")  # fmt: skip
+    t.add_argument("--data", default="data/train", help="dataset root (default data/train)")
+    t.add_argument("--out", default="out/runs", help="run directories (default out/runs)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--n-max", type=int, default=None, help="use at most N objects")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--finetune-from", default=None, help="bundle dir or store tag (finetune)")
+    t.add_argument("--no-store", action="store_true", help="do not store the bundle")
+    t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser(
+        "export",
+        help="make a model bundle from a run directory's checkpoint",
+        description="Load RUN_DIR/checkpoint.pt (best-validation weights), evaluate, export "
+        "ONNX with the parity check, write RUN_DIR/bundle and store it.",
+    )
+    e.add_argument("run_dir")
+    e.add_argument("--data", default="data/train")
+    e.add_argument("--no-store", action="store_true")
+    e.set_defaults(func=_export)
+
+    m = sub.add_parser(
+        "models",
+        help="list, show or verify stored model bundles",
+        description="list [TASK]: skyguard models in the BentoML store, newest first. "
+        "show TAG: bundle.json. verify TAG: schema, checksums and ONNX-vs-torch parity on the "
+        "stored held-out inputs (--torch: also re-run weights.pt). TAG is name:version, a task "
+        "name (its newest model) or a bundle directory.",
+    )
+    m.add_argument("action", choices=("list", "show", "verify"))
+    m.add_argument("target", nargs="?", default=None)
+    m.add_argument("--torch", action="store_true", help="verify: also re-run the torch weights")
+    m.set_defaults(func=_models)
     return p
 
 

@@ -52,3 +52,9 @@ def z_to_bin(z: np.ndarray | Tensor, edges: np.ndarray) -> Tensor:
 def photoz_cross_entropy(logits: Tensor, z: Tensor, edges: np.ndarray) -> Tensor:
     """003 §2: cross-entropy between the 180-bin output (logits [N, B]) and the one-hot bin of z."""
     return F.cross_entropy(logits, z_to_bin(z, edges).to(logits.device))
+
+
+def per_sample_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Unweighted cross-entropy per sample [N] (the loss attacks ascend): target is a class index,
+    or for photo-z the redshift-bin index (``z_to_bin``)."""
+    return F.cross_entropy(logits, target, reduction="none")

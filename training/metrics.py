@@ -61,7 +61,12 @@ def bootstrap_intervals(
             if np.isscalar(v):
                 draws.setdefault(k, []).append(float(v))
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return {k: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for k, v in draws.items()}
+    # a resample with one class leaves some scores (ROC AUC) undefined: they are skipped
+    return {
+        k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi)))
+        for k, v in draws.items()
+        if not np.all(np.isnan(v))
+    }
 
 
 def pdf_mean(pdf: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -22,9 +22,12 @@ the unit it expects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
+#: AB magnitude of one nanomaggy (SDSS's flux unit, the unit of 003's images).
+NANOMAGGY_ZP = 22.5
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,53 @@ def rgb_composite(images: np.ndarray, prep: Preprocessing | None = None) -> np.n
         raise ValueError(f"rgb_composite needs three bands [3, H, W], got shape {images.shape}")
     stretched = (prep or Preprocessing())(images)
     return np.moveaxis(stretched[::-1], 0, -1)
+
+
+@dataclass(frozen=True)
+class FluxScale:
+    """Photo-z input (003 §2): the raw flux images, converted to nanomaggies band by band.
+
+    003 feeds the network SDSS frames in nanomaggies ("float values possibly negative") and sets
+    its attack budget ε = 0.01 in that unit, "far below the image background". Converting our
+    electrons with each band's zeropoint, f = x · 10^(−0.4 (magzp − 22.5)), makes ε mean the same
+    here, and makes deep and shallow cutouts of one galaxy agree in signal (only the noise
+    differs). ``magzp`` [B] (AB mag of one electron in the exposure, the FITS ``MAGZP``) is the
+    training domain's; a cutout from another exposure passes its own to ``__call__``.
+    """
+
+    name: str = "flux_nanomaggies"
+    magzp: tuple[float, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        zp = np.asarray(self.magzp, dtype=np.float64)
+        if zp.ndim != 1 or zp.size == 0 or not np.all(np.isfinite(zp)):
+            raise ValueError(
+                f"magzp must be a non-empty list of finite magnitudes, got {self.magzp}"
+            )
+        object.__setattr__(self, "magzp", tuple(float(v) for v in zp))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "magzp": list(self.magzp)}
+
+    def __call__(self, images: np.ndarray, magzp: np.ndarray | None = None) -> np.ndarray:
+        """[N, B, H, W] or [B, H, W] electrons → float32 nanomaggies. ``magzp``: [B], or [N, B]
+        per cutout; default the bundle's."""
+        x = np.asarray(images, dtype=np.float64)
+        if x.ndim not in (3, 4):
+            raise ValueError(f"images must be [N, B, H, W] or [B, H, W], got shape {x.shape}")
+        zp = np.asarray(self.magzp if magzp is None else magzp, dtype=np.float64)
+        if zp.shape[-1] != x.shape[-3]:
+            raise ValueError(f"{zp.shape[-1]} zeropoints for {x.shape[-3]} bands")
+        scale = 10.0 ** (-0.4 * (zp - NANOMAGGY_ZP))
+        return (x * scale[..., None, None]).astype(np.float32)
+
+
+def preprocessing_from_dict(d: dict) -> Preprocessing | FluxScale:
+    """The preprocessing a bundle records (``to_dict``), rebuilt; unknown names raise."""
+    kinds = {"morphology_stretch": Preprocessing, "flux_nanomaggies": FluxScale}
+    name = d.get("name")
+    if name not in kinds:
+        raise ValueError(f"unknown preprocessing {name!r}; known: {sorted(kinds)}")
+    if name == "flux_nanomaggies":
+        return FluxScale(magzp=tuple(d["magzp"]))
+    return Preprocessing.from_dict(d)

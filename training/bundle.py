@@ -1,0 +1,226 @@
+"""Model bundles: the directory a trained model ships as (../shared/DESIGN.md, "Model bundle").
+
+==========================  ===========================================================
+file                        content
+==========================  ===========================================================
+``model.onnx``              input ``image`` [N, C, H, W] (and ``ebv`` [N, 1] for photo-z),
+                            outputs ``probs`` (``pdf`` for photo-z) [N, K] and ``latent``
+                            [N, D]; dynamic batch axis
+``weights.pt``              torch ``state_dict`` (``torch.load(..., weights_only=True)``)
+``bundle.json``             the facts below, and the sha256 of every other file
+``reference_latents.npy``   float32 [N_ref, D], held-out source-domain latents (drift)
+``canaries.npz``            raw cutouts ``images`` [M, C, H, W] (electrons), ``labels`` [M]
+                            (or ``z``), ``ebv`` and ``magzp`` [M, B] for photo-z, ``index``
+``parity.npz``              held-out preprocessed inputs and the torch outputs for them:
+                            re-checked against ONNX Runtime whenever the bundle is loaded
+==========================  ===========================================================
+
+This module reads and checks bundles with numpy alone (ONNX Runtime is imported only by
+``check_parity``), so the service and the monitors can load bundles without torch. Writing a
+bundle needs torch: ``training.export``.
+
+A bundle that fails its schema, a checksum or the ONNX parity check raises
+:class:`BundleError`, whose message names the bundle, the file and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .preprocess import FluxScale, Preprocessing, preprocessing_from_dict
+
+SCHEMA_VERSION = 1
+BUNDLE_JSON = "bundle.json"
+FILES = (
+    "model.onnx",
+    "weights.pt",
+    "reference_latents.npy",
+    "canaries.npz",
+    "parity.npz",
+)
+#: Largest allowed |ONNX − torch| difference: absolute for probabilities, relative to the
+#: latent's largest magnitude (at least 1) for latents.
+PARITY_TOLERANCE = 1e-4
+
+REQUIRED = {
+    "schema_version": int,
+    "name": str,
+    "task": str,
+    "architecture": str,
+    "recipe": str,
+    "hyperparameters": dict,
+    "bands": list,
+    "input_shape": list,
+    "pixel_scale_arcsec": float,
+    "preprocessing": dict,
+    "latent_dim": int,
+    "num_outputs": int,
+    "inputs": list,
+    "outputs": list,
+    "metrics": dict,
+    "datasets": dict,
+    "seed": int,
+    "git_revision": str,
+    "files": dict,
+}
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, altered or inconsistent; the message says which file."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A bundle directory whose schema and checksums have been checked."""
+
+    path: Path
+    info: dict
+
+    @property
+    def task(self) -> str:
+        return self.info["task"]
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.info.get("classes")
+
+    @property
+    def z_edges(self) -> np.ndarray | None:
+        e = self.info.get("z_bin_edges")
+        return None if e is None else np.asarray(e, dtype=np.float64)
+
+    @property
+    def preprocessing(self) -> Preprocessing | FluxScale:
+        return preprocessing_from_dict(self.info["preprocessing"])
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.path / "model.onnx"
+
+    def reference_latents(self) -> np.ndarray:
+        """float32 [N_ref, D]."""
+        return np.load(self.path / "reference_latents.npy")
+
+    def canaries(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / "canaries.npz") as f:
+            return {k: f[k] for k in f.files}
+
+    def parity_data(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / "parity.npz") as f:
+            return {k: f[k] for k in f.files}
+
+
+def _check_schema(info: dict, where: Path) -> None:
+    for key, kind in REQUIRED.items():
+        if key not in info:
+            raise BundleError(f"{where}: missing field {key!r}")
+        value = info[key]
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if not ok or isinstance(value, bool):
+            raise BundleError(
+                f"{where}: field {key!r} should be {kind.__name__}, got {type(value).__name__}"
+            )
+    if info["schema_version"] != SCHEMA_VERSION:
+        raise BundleError(
+            f"{where}: schema_version {info['schema_version']}, this skyguard reads "
+            f"{SCHEMA_VERSION}"
+        )
+    if info["task"] == "photoz":
+        edges = info.get("z_bin_edges")
+        if not isinstance(edges, list) or len(edges) != info["num_outputs"] + 1:
+            raise BundleError(f"{where}: photo-z bundle needs num_outputs + 1 z_bin_edges")
+    elif not isinstance(info.get("classes"), list) or len(info["classes"]) != info["num_outputs"]:
+        raise BundleError(f"{where}: a classifier bundle needs num_outputs class names")
+    try:
+        preprocessing_from_dict(info["preprocessing"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise BundleError(f"{where}: preprocessing: {e}") from None
+    missing = [f for f in FILES if f not in info["files"]]
+    if missing:
+        raise BundleError(f"{where}: no checksum recorded for {missing}")
+
+
+def read_bundle(path: str | Path, check_files: bool = True) -> Bundle:
+    """Open a bundle directory: schema checked and (``check_files``) every file's sha256 compared
+    with ``bundle.json``. Raises :class:`BundleError` naming the file and the reason."""
+    path = Path(path)
+    meta = path / BUNDLE_JSON
+    if not meta.is_file():
+        raise BundleError(f"{path}: not a bundle ({BUNDLE_JSON} missing)")
+    try:
+        info = json.loads(meta.read_text())
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{meta}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise BundleError(f"{meta}: expected a JSON object")
+    _check_schema(info, meta)
+    if check_files:
+        for name, digest in info["files"].items():
+            f = path / name
+            if not f.is_file():
+                raise BundleError(f"{f}: file missing")
+            if sha256(f) != digest:
+                raise BundleError(f"{f}: sha256 differs from {BUNDLE_JSON} (file altered)")
+    return Bundle(path, info)
+
+
+def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
+    """Scaled largest differences per output: absolute for probs/pdf, relative for latent."""
+    out = {}
+    for k, a in ref.items():
+        b = got[k]
+        if a.shape != b.shape:
+            raise BundleError(f"output {k!r}: shape {b.shape}, expected {a.shape}")
+        scale = max(1.0, float(np.abs(a).max())) if k == "latent" else 1.0
+        out[k] = float(np.abs(a - b).max() / scale)
+    return out
+
+
+def onnx_session(path: str | Path, providers: list[str] | None = None):
+    """An ONNX Runtime session on the first available of ``providers`` (default: CUDA, then
+    CPU)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = providers or ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), providers=chosen)
+
+
+def run_onnx(session, image: np.ndarray, ebv: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """{'probs' or 'pdf': [N, K], 'latent': [N, D]} from a bundle's session."""
+    feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
+    if ebv is not None:
+        feeds["ebv"] = np.ascontiguousarray(ebv, dtype=np.float32).reshape(-1, 1)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def check_parity(bundle: Bundle, session=None) -> dict[str, float]:
+    """Run the bundle's ONNX model on its stored held-out inputs and compare with the stored torch
+    outputs; raises :class:`BundleError` above ``PARITY_TOLERANCE``. Returns the errors."""
+    session = session or onnx_session(bundle.onnx_path, ["CPUExecutionProvider"])
+    p = bundle.parity_data()
+    got = run_onnx(session, p["image"], p.get("ebv"))
+    ref = {k: p[f"torch_{k}"] for k in got}
+    err = max_parity_error(ref, got)
+    worst = max(err.values())
+    if worst > PARITY_TOLERANCE:
+        raise BundleError(
+            f"{bundle.onnx_path}: ONNX output differs from torch by {worst:.2e} "
+            f"(> {PARITY_TOLERANCE:g}) on the stored held-out inputs: {err}"
+        )
+    return err

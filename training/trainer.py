@@ -1,0 +1,434 @@
+"""The training loop behind every recipe (``training.recipes``).
+
+One function, ``fit``, trains a network on a :class:`~training.data.TaskData` under a
+:class:`~training.recipes.Recipe`:
+
+* loss: weighted cross-entropy (002 eq. 1, weights from the source train labels) or the photo-z
+  cross-entropy against the one-hot redshift bin (003 §2), plus the architecture's own weight
+  penalty (DeepShadows' Keras L2), plus λ·MMD² between the source batch's latents and an equal
+  batch of unlabelled target latents (``mmd`` recipes, 002 eq. 3);
+* adversarial recipes (003 Algorithm 1): a fraction f_a of each batch is replaced by FGSM or PGD
+  examples made against the current weights (with inference-mode batch norm, so the attack does
+  not move the running statistics);
+* Adam / AdamW / Adadelta with the recipe's hyper-parameters, optional reduce-on-plateau (003),
+  early stopping on the validation loss (the recipe's own objective on the validation split),
+  the best-validation weights kept;
+* one seed fixes initialisation, shuffling, target sampling and augmentation;
+* a checkpoint after every epoch (``checkpoint.pt``), resumed when the same recipe is run again
+  into the same directory; ``history.json`` and ``training_curve.png`` after every epoch;
+* CUDA when present.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import models
+from .attacks import fgsm, pgd
+from .data import Split, TaskData
+from .losses import class_weights, per_sample_cross_entropy, z_to_bin
+from .mmd import mmd2
+from .recipes import Recipe
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+CURVE = "training_curve.png"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def input_bounds(task: str) -> tuple[float, float] | None:
+    """Valid range of the network input: the arcsinh stretch maps to [0, 1]; fluxes are free."""
+    return None if task == "photoz" else (0.0, 1.0)
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+    device: str
+    stopped_early: bool
+
+
+class _Objective:
+    """The recipe's loss on one batch; shared by training and validation."""
+
+    def __init__(self, recipe: Recipe, data: TaskData, device: torch.device) -> None:
+        self.recipe, self.data, self.device = recipe, data, device
+        if data.kind == "classification":
+            self.weights = class_weights(data.source.splits["train"].y, data.num_outputs).to(device)
+        else:
+            self.weights = None
+            self.edges = data.z_edges
+
+    def targets(self, y: Tensor) -> Tensor:
+        """Class index, or redshift-bin index for photo-z, [N] int64 on the device."""
+        if self.weights is not None:
+            return y.to(self.device)
+        return z_to_bin(y.cpu(), self.edges).to(self.device)
+
+    def supervised(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.weights is not None:
+            return F.cross_entropy(logits, target, weight=self.weights)
+        return F.cross_entropy(logits, target)
+
+
+def _batches(n: int, size: int, gen: torch.Generator | None) -> Iterator[Tensor]:
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    # drop a last batch of one: batch norm cannot normalise a single image
+    for b in order.split(size):
+        if len(b) > 1 or gen is None:
+            yield b
+
+
+def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    k = int(torch.randint(4, (1,), generator=gen))
+    x = torch.rot90(x, k, dims=(2, 3))
+    if bool(torch.randint(2, (1,), generator=gen)):
+        x = torch.flip(x, dims=(3,))
+    return x
+
+
+def _tensors(split: Split) -> tuple[Tensor, Tensor, Tensor | None]:
+    ebv = None if split.ebv is None else torch.from_numpy(split.ebv)
+    return torch.from_numpy(split.x), torch.from_numpy(split.y), ebv
+
+
+def adversarial_examples(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    recipe: Recipe,
+    extra: tuple[Tensor, ...],
+    bounds: tuple[float, float] | None,
+    gen: torch.Generator | None = None,
+) -> Tensor:
+    """FGSM or PGD examples of x under ``recipe``'s attack, made with inference-mode batch norm."""
+    was_training = model.training
+    model.eval()
+    try:
+        if recipe.adv_attack == "fgsm":
+            return fgsm(
+                model, x, target, recipe.adv_eps, per_sample_cross_entropy,
+                extra=extra, bounds=bounds,
+            )  # fmt: skip
+        return pgd(
+            model, x, target, recipe.adv_eps, recipe.pgd_alpha, recipe.adv_iter,
+            per_sample_cross_entropy, norm=recipe.adv_norm, extra=extra, bounds=bounds,
+        )  # fmt: skip
+    finally:
+        model.train(was_training)
+
+
+def _make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
+    if r.optimizer == "adam":
+        return torch.optim.Adam(
+            model.parameters(), lr=r.lr, betas=r.betas, eps=r.adam_eps, weight_decay=r.weight_decay
+        )
+    if r.optimizer == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=r.lr, betas=r.betas, eps=r.adam_eps, weight_decay=r.weight_decay
+        )
+    if r.optimizer == "adadelta":
+        return torch.optim.Adadelta(
+            model.parameters(), lr=r.lr, rho=r.rho, weight_decay=r.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {r.optimizer!r}")
+
+
+def _step_loss(
+    model: nn.Module,
+    obj: _Objective,
+    xb: Tensor,
+    tb: Tensor,
+    eb: Tensor | None,
+    xt: Tensor | None,
+    et: Tensor | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Loss of one batch: supervised (+ L2 penalty) (+ λ·MMD² against target batch xt)."""
+    extra = () if eb is None else (eb,)
+    latent = model.features(xb, *extra)
+    loss = obj.supervised(model.head(latent), tb)
+    parts = {"ce": float(loss.detach())}
+    penalty = model.l2_penalty()
+    loss = loss + penalty
+    if xt is not None:
+        lt = model.features(xt, *(() if et is None else (et,)))
+        m = mmd2(latent, lt, obj.recipe.mmd_bandwidth)
+        loss = loss + obj.recipe.mmd_weight * m
+        parts["mmd"] = float(m.detach())
+    parts["loss"] = float(loss.detach())
+    return loss, parts
+
+
+def evaluate_loss(
+    model: nn.Module, obj: _Objective, data: TaskData, split: str = "val"
+) -> dict[str, float]:
+    """The recipe's objective (without adversarial examples) on ``split`` of the source (and, for
+    MMD recipes, the same-size split of the target), in inference mode; mean over batches."""
+    r, dev = obj.recipe, obj.device
+    xs, ys, es = _tensors(data.source.splits[split])
+    xt, _, et = _tensors(data.target.splits[split])
+    use_mmd = r.mmd_weight > 0
+    sums: dict[str, float] = {}
+    n = 0
+    model.eval()
+    with torch.no_grad():
+        for b in _batches(len(xs), r.eval_batch_size, None):
+            if len(b) < 2:
+                continue
+            tb = obj.targets(ys[b])
+            bt = b[b < len(xt)]
+            tgt = (xt[bt].to(dev), None if et is None else et[bt].to(dev))
+            use = use_mmd and len(bt) >= 2
+            _, parts = _step_loss(
+                model, obj, xs[b].to(dev), tb, None if es is None else es[b].to(dev),
+                tgt[0] if use else None, tgt[1] if use else None,
+            )  # fmt: skip
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(b)
+            n += len(b)
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _save_history(out: Path, history: list[dict], recipe: Recipe) -> None:
+    (out / HISTORY).write_text(
+        json.dumps({"recipe": recipe.to_dict(), "epochs": history}, indent=1)
+    )
+    plot_history(
+        history, out / CURVE, title=f"{recipe.task} · {recipe.architecture} · {recipe.recipe}"
+    )
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> Path:
+    """Training and validation loss (and MMD² when present) per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    has_mmd = any("val_mmd" in h for h in history)
+    fig, axes = plt.subplots(1, 2 if has_mmd else 1, figsize=(9 if has_mmd else 5, 3.6))
+    axes = np.atleast_1d(axes)
+    axes[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    axes[0].set(xlabel="epoch", ylabel="loss", title=title)
+    axes[0].legend()
+    if has_mmd:
+        axes[1].semilogy(ep, [max(h.get("train_mmd", np.nan), 1e-8) for h in history], "o-",
+                         label="train")  # fmt: skip
+        axes[1].semilogy(ep, [max(h.get("val_mmd", np.nan), 1e-8) for h in history], "s-",
+                         label="validation")  # fmt: skip
+        axes[1].set(xlabel="epoch", ylabel="MMD² (source vs target latents)")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fit(
+    recipe: Recipe,
+    data: TaskData,
+    out: str | Path,
+    model: nn.Module | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> FitResult:
+    """Train under ``recipe`` and return the best-validation model (in eval mode, on the CPU).
+
+    ``model`` : start from these weights (fine-tuning); default a fresh ``recipe.architecture``.
+    For the ``finetune`` recipe the labelled training set is the first ``finetune_n`` objects of
+    the *target* train split and validation uses the target validation split.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = device or default_device()
+    torch.manual_seed(recipe.seed)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    if recipe.recipe == "finetune":
+        # labelled target objects become the training and validation data
+        n = min(recipe.finetune_n, len(data.target.splits["train"]))
+        src = copy.copy(data.source)
+        src.splits = {
+            "train": data.target.splits["train"].subset(np.arange(n)),
+            "val": data.target.splits["val"],
+            "test": data.target.splits["test"],
+        }
+        data = TaskData(data.task, src, data.target, data.classes, data.z_edges)
+    if model is None:
+        model = models.build(recipe.architecture, **recipe.model_kwargs)
+    if model.num_outputs != data.num_outputs:
+        raise ValueError(
+            f"{recipe.architecture} has {model.num_outputs} outputs but {data.task} needs "
+            f"{data.num_outputs}"
+        )
+    model = model.to(device)
+    obj = _Objective(recipe, data, device)
+    opt = _make_optimizer(model, recipe)
+    sched = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=recipe.plateau_factor, patience=recipe.plateau_patience
+        )
+        if recipe.plateau_factor
+        else None
+    )
+    history: list[dict] = []
+    best_val, best_state, best_epoch, bad = float("inf"), None, 0, 0
+    start_epoch = 1
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck["recipe"] == recipe.to_dict():
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            if sched is not None and ck.get("scheduler"):
+                sched.load_state_dict(ck["scheduler"])
+            gen.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            history, best_val, best_epoch, bad = (
+                ck["history"], ck["best_val"], ck["best_epoch"], ck["bad_epochs"]
+            )  # fmt: skip
+            best_state = ck["best_state"]
+            start_epoch = ck["epoch"] + 1
+            if progress:
+                print(f"resuming {ckpt_path} after epoch {ck['epoch']}")
+        elif progress:
+            print(f"{ckpt_path} belongs to another recipe; starting afresh")
+
+    xs, ys, es = _tensors(data.source.splits["train"])
+    xt_all, _, et_all = _tensors(data.target.splits["train"])
+    bounds = input_bounds(data.task)
+    use_mmd = recipe.mmd_weight > 0
+    t0 = time.perf_counter()
+    stopped = False
+    epochs = tqdm(
+        range(start_epoch, recipe.epochs + 1),
+        desc=f"train {recipe.task}/{recipe.architecture}/{recipe.recipe}",
+        unit="epoch",
+        disable=not progress,
+    )
+    if bad >= recipe.patience:
+        epochs = []  # a resumed run that had already stopped early
+        stopped = True
+    for epoch in epochs:
+        model.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        te = time.perf_counter()
+        batches = list(_batches(len(xs), recipe.batch_size, gen))
+        for b in tqdm(batches, leave=False, disable=not progress, unit="batch"):
+            xb, tb = xs[b], obj.targets(ys[b])
+            eb = None if es is None else es[b].to(device)
+            xb = xb.to(device)
+            if recipe.augment:
+                xb = _augment(xb, gen)
+            if recipe.adv_fraction > 0:
+                n_adv = int(round(recipe.adv_fraction * len(b)))
+                if n_adv:
+                    # 003 Algorithm 1: the first n_adv of the (shuffled) batch become adversarial
+                    extra = () if eb is None else (eb[:n_adv],)
+                    adv = adversarial_examples(
+                        model, xb[:n_adv], tb[:n_adv], recipe, extra, bounds, gen
+                    )
+                    xb = torch.cat([adv, xb[n_adv:]])
+            xt = et = None
+            if use_mmd:
+                it = torch.randint(len(xt_all), (len(b),), generator=gen)
+                xt = xt_all[it].to(device)
+                et = None if et_all is None else et_all[it].to(device)
+                if recipe.augment:
+                    xt = _augment(xt, gen)
+            loss, parts = _step_loss(model, obj, xb, tb, eb, xt, et)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(b)
+            seen += len(b)
+        val = evaluate_loss(model, obj, data, "val")
+        row = {
+            "epoch": epoch,
+            **{f"train_{k}": v / seen for k, v in sums.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - te,
+            "images_per_s": seen / (time.perf_counter() - te),
+        }
+        history.append(row)
+        if sched is not None:
+            sched.step(val["loss"])
+        if val["loss"] < best_val:
+            best_val, best_epoch, bad = val["loss"], epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        if progress:
+            epochs.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{val['loss']:.4f}")
+        torch.save(
+            {
+                "recipe": recipe.to_dict(),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best_val": best_val,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad,
+                "best_state": best_state,
+            },
+            ckpt_path,
+        )
+        _save_history(out, history, recipe)
+        if bad >= recipe.patience:
+            stopped = True
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    return FitResult(model, history, best_epoch, time.perf_counter() - t0, str(device), stopped)
+
+
+def predict(
+    model: nn.Module, split: Split, batch_size: int = 256, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax outputs [N, K] and latents [N, D] of a split, in inference mode, float32."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    probs, lats = [], []
+    with torch.no_grad():
+        for i in range(0, len(split), batch_size):
+            x = torch.from_numpy(split.x[i : i + batch_size]).to(device)
+            extra = (
+                ()
+                if split.ebv is None
+                else (torch.from_numpy(split.ebv[i : i + batch_size]).to(device),)
+            )
+            z = model.features(x, *extra)
+            probs.append(torch.softmax(model.head(z), 1).cpu().numpy())
+            lats.append(z.cpu().numpy())
+    k = getattr(model, "num_outputs", 0)
+    d = getattr(model, "latent_dim", 0)
+    if not probs:
+        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
+    return np.concatenate(probs).astype(np.float32), np.concatenate(lats).astype(np.float32)

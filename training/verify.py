@@ -1,0 +1,31 @@
+"""Re-run a bundle's torch weights on its stored held-out inputs (``skyguard models verify
+--torch``): the weights, the architecture code and the stored outputs must still agree."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import models
+from .bundle import PARITY_TOLERANCE, Bundle, BundleError, max_parity_error
+
+
+def torch_parity(bundle: Bundle) -> dict[str, float]:
+    """Largest scaled differences between ``weights.pt`` run now and the stored torch outputs."""
+    info = bundle.info
+    net = models.build(info["architecture"], **info["hyperparameters"].get("model_kwargs", {}))
+    net.load_state_dict(
+        torch.load(bundle.path / "weights.pt", map_location="cpu", weights_only=True)
+    )
+    net.eval()
+    p = bundle.parity_data()
+    extra = () if "ebv" not in p else (torch.from_numpy(p["ebv"]),)
+    with torch.no_grad():
+        latent = net.features(torch.from_numpy(p["image"]), *extra)
+        probs = torch.softmax(net.head(latent), 1)
+    name = info["outputs"][0]
+    got = {name: probs.numpy(), "latent": latent.numpy()}
+    err = max_parity_error({k: p[f"torch_{k}"] for k in got}, got)
+    if max(err.values()) > PARITY_TOLERANCE:
+        raise BundleError(f"{bundle.path / 'weights.pt'}: torch outputs changed: {err}")
+    return {k: float(np.float64(v)) for k, v in err.items()}
