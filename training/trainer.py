@@ -65,7 +65,7 @@ class FitResult:
     stopped_early: bool
 
 
-class _Objective:
+class Objective:
     """The recipe's loss on one batch; shared by training and validation."""
 
     def __init__(self, recipe: Recipe, data: TaskData, device: torch.device) -> None:
@@ -153,7 +153,7 @@ def _make_optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
 
 def _step_loss(
     model: nn.Module,
-    obj: _Objective,
+    obj: Objective,
     xb: Tensor,
     tb: Tensor,
     eb: Tensor | None,
@@ -176,8 +176,42 @@ def _step_loss(
     return loss, parts
 
 
+def train_batch(
+    model: nn.Module,
+    obj: Objective,
+    opt: torch.optim.Optimizer,
+    xb: Tensor,
+    tb: Tensor,
+    eb: Tensor | None,
+    xt: Tensor | None,
+    et: Tensor | None,
+    bounds: tuple[float, float] | None,
+    gen: torch.Generator,
+) -> dict[str, float]:
+    """One optimisation step of the recipe on a source batch (xb [B, C, H, W], targets tb [B],
+    E(B−V) eb) and, for MMD recipes, an unlabelled target batch (xt, et): augmentation, the
+    adversarial replacement of 003 Algorithm 1, the loss, backward and the optimiser step.
+    Returns the loss parts (floats)."""
+    recipe = obj.recipe
+    if recipe.augment:
+        xb = _augment(xb, gen)
+        if xt is not None:
+            xt = _augment(xt, gen)
+    n_adv = int(round(recipe.adv_fraction * len(xb)))
+    if n_adv:
+        # 003 Algorithm 1: the first n_adv of the (shuffled) batch become adversarial
+        extra = () if eb is None else (eb[:n_adv],)
+        adv = adversarial_examples(model, xb[:n_adv], tb[:n_adv], recipe, extra, bounds, gen)
+        xb = torch.cat([adv, xb[n_adv:]])
+    loss, parts = _step_loss(model, obj, xb, tb, eb, xt, et)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return parts
+
+
 def evaluate_loss(
-    model: nn.Module, obj: _Objective, data: TaskData, split: str = "val"
+    model: nn.Module, obj: Objective, data: TaskData, split: str = "val"
 ) -> dict[str, float]:
     """The recipe's objective (without adversarial examples) on ``split`` of the source (and, for
     MMD recipes, the same-size split of the target), in inference mode; mean over batches."""
@@ -281,7 +315,7 @@ def fit(
             f"{data.num_outputs}"
         )
     model = model.to(device)
-    obj = _Objective(recipe, data, device)
+    obj = Objective(recipe, data, device)
     opt = _make_optimizer(model, recipe)
     sched = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -335,31 +369,14 @@ def fit(
         te = time.perf_counter()
         batches = list(_batches(len(xs), recipe.batch_size, gen))
         for b in tqdm(batches, leave=False, disable=not progress, unit="batch"):
-            xb, tb = xs[b], obj.targets(ys[b])
+            xb, tb = xs[b].to(device), obj.targets(ys[b])
             eb = None if es is None else es[b].to(device)
-            xb = xb.to(device)
-            if recipe.augment:
-                xb = _augment(xb, gen)
-            if recipe.adv_fraction > 0:
-                n_adv = int(round(recipe.adv_fraction * len(b)))
-                if n_adv:
-                    # 003 Algorithm 1: the first n_adv of the (shuffled) batch become adversarial
-                    extra = () if eb is None else (eb[:n_adv],)
-                    adv = adversarial_examples(
-                        model, xb[:n_adv], tb[:n_adv], recipe, extra, bounds, gen
-                    )
-                    xb = torch.cat([adv, xb[n_adv:]])
             xt = et = None
             if use_mmd:
                 it = torch.randint(len(xt_all), (len(b),), generator=gen)
                 xt = xt_all[it].to(device)
                 et = None if et_all is None else et_all[it].to(device)
-                if recipe.augment:
-                    xt = _augment(xt, gen)
-            loss, parts = _step_loss(model, obj, xb, tb, eb, xt, et)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            parts = train_batch(model, obj, opt, xb, tb, eb, xt, et, bounds, gen)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * len(b)
             seen += len(b)
