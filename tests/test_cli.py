@@ -12,7 +12,8 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for command in ("simulate", "cutouts", "plot", "hardness", "demo"):
+    for command in ("simulate", "cutouts", "plot", "hardness", "demo", "train", "export", "models",
+                    "baselines"):  # fmt: skip
         assert command in out
 
 
@@ -71,3 +72,38 @@ def test_bad_arguments_are_refused():
     parser = build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "galaxies", "--n", "3", "--out", "x"])
+
+
+def test_train_export_and_finetune(tiny_data, tmp_path, capsys):
+    """``train`` ends in a stored bundle; ``export`` remakes it from the checkpoint; ``finetune``
+    starts from the stored model and serves the target domain."""
+    import json
+
+    common = ["--data", str(tiny_data), "--out", str(tmp_path), "--epochs", "1"]
+    assert main(["train", "lsbg", "--recipe", "regular", "--quick", *common]) == 0
+    out = capsys.readouterr().out
+    assert "stored as skyguard-lsbg:" in out and "target (hsc) test: accuracy" in out
+    run = tmp_path / "lsbg-deepshadows-regular-quick"
+    assert (run / "training_curve.png").is_file() and (run / "bundle" / "model.onnx").is_file()
+    assert main(["export", str(run), "--data", str(tiny_data)]) == 0
+    assert "stored as skyguard-lsbg:" in capsys.readouterr().out
+    assert main(["train", "lsbg", "--recipe", "finetune", "--quick", *common]) == 0
+    info = json.loads(
+        (tmp_path / "lsbg-deepshadows-finetune-quick" / "bundle" / "bundle.json").read_text()
+    )
+    assert info["recipe"] == "finetune" and info["served_domain"] == "hsc"
+    assert info["reference_latents"]["domain"] == "hsc"
+
+
+def test_baselines(tiny_data, tmp_path, capsys):
+    import json
+
+    assert main(["baselines", str(tiny_data), "--json", str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert "des svm" in out and "hsc random_forest" in out
+    result = json.loads((tmp_path / "b.json").read_text())
+    s = result["des"]["svm"]
+    assert (
+        0 <= s["accuracy"] <= 1
+        and s["ci95"]["accuracy"][0] <= s["accuracy"] <= s["ci95"]["accuracy"][1]
+    )
