@@ -445,7 +445,7 @@ def _declared_shape(hdu: Any) -> tuple[int, ...]:
 def _from_cube(
     i: int, hdu: Any, dims: tuple[int, ...], name: str, bands: tuple[str, ...], shape: tuple
 ) -> tuple[Plan, list[fits.Header]]:
-    """Which planes of a cube HDU are the task's bands (by BANDS), from its header; and it."""
+    """The cube planes that are the task's bands (by BANDS), from the header; and the header."""
     where = _where(name, i, hdu)
     header = hdu.header
     planes = dims[0]
