@@ -35,11 +35,10 @@ class KnnOodScorer:
 
     def __post_init__(self) -> None:
         ref = np.asarray(self.reference, dtype=np.float64)
-        if ref.ndim != 2 or len(ref) <= self.k:
-            raise ValueError(
-                f"reference latents must be [N_ref, D] with N_ref > k={self.k}, got {ref.shape}"
-            )
+        if ref.ndim != 2 or len(ref) < 2:
+            raise ValueError(f"reference latents must be [N_ref >= 2, D], got shape {ref.shape}")
         self.reference = ref
+        self.k = min(self.k, len(ref) - 1)  # a tiny reference set (tests) caps k
         d2 = _sq_dist(ref, ref)
         np.fill_diagonal(d2, np.inf)  # leave each reference out of its own neighbours
         self._ref_kth = np.sort(np.sqrt(np.partition(d2, self.k - 1, axis=1)[:, self.k - 1]))

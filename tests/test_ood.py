@@ -27,7 +27,8 @@ def test_far_latents_score_100_and_scale_does_not_matter(rng):
 
 
 def test_bad_shapes_are_refused(rng):
-    with pytest.raises(ValueError, match="N_ref > k=10"):
-        KnnOodScorer(rng.normal(size=(5, 4)))
+    with pytest.raises(ValueError, match=r"\[N_ref >= 2, D\], got shape \(1, 4\)"):
+        KnnOodScorer(rng.normal(size=(1, 4)))
+    assert KnnOodScorer(rng.normal(size=(5, 4))).k == 4
     with pytest.raises(ValueError, match=r"latents must be \[N, 4\], got shape \(3, 5\)"):
         KnnOodScorer(rng.normal(size=(50, 4))).score(rng.normal(size=(3, 5)))

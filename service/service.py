@@ -1,0 +1,372 @@
+"""The skyguard Bento: three BentoML services composed with ``bentoml.depends`` (DESIGN.md,
+"Runtime topology"). Start it with ``bentoml serve service.service:Skyguard``.
+
+* ``Skyguard`` (the gateway, the HTTP face) — per task, ``POST /<task>`` takes one or many FITS
+  files (multipart field ``cutouts``) and ``POST /<task>_array`` takes arrays [N, B, H, W] for
+  pipelines that already hold them. It decodes and checks every cutout (``fits_input``, once, at
+  the edge), preprocesses with the bundle's own parameters, asks the predictor, and answers per
+  cutout: id, probabilities and label (photo-z: z mean / median / mode / σ / odds, the p(z) on
+  request), the OOD percentile, and the model's name, version and recipe. A request that is
+  wholly unusable gets a 4xx with a message saying what and where; a batch with some broken
+  cutouts answers the good ones and gives each bad one its own error. ``GET /v1/models`` lists
+  the loaded bundles with their ``bundle.json`` facts.
+* ``Predictor`` — one batchable array API per task on ONNX Runtime (CUDA when present), with
+  adaptive batching across gateway requests. It hands the latents to the monitor without
+  waiting: a slow or absent monitor costs dropped latents (counted), never predictions.
+* ``Monitor`` — one worker that receives latents and keeps a window per task (the drift tests
+  and canaries build on it).
+
+Everything is configured by ``SKYGUARD_*`` environment variables (``service.config``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from http import HTTPStatus
+from pathlib import Path
+from typing import Literal
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument
+from fastapi import FastAPI
+
+from monitors.metrics import (
+    LATENTS_DROPPED,
+    LATENTS_RECEIVED,
+    LATENTS_SENT,
+    OOD_SCORE,
+    PREDICTIONS,
+    REJECTED,
+)
+
+from .config import from_env
+from .fits_input import Cutout, InputError, from_array, read_fits
+from .runtime import TaskModel, TaskSpec
+
+log = logging.getLogger("skyguard.service")
+SETTINGS = from_env()
+Repair = Literal["none", "zero", "median"]
+
+
+class RequestRefused(InvalidArgument):
+    """A request that cannot be served at all: 400, or 413 when it is too large."""
+
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.error_code = status
+
+
+def _refuse(task: str, errors: list[InputError]) -> RequestRefused:
+    for e in errors:
+        REJECTED.labels(task=task, reason=e.reason).inc()
+    status = (
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+        if all(e.reason in ("too_large", "too_many") for e in errors)
+        else HTTPStatus.BAD_REQUEST
+    )
+    if len(errors) == 1:
+        e = errors[0]
+        return RequestRefused(f"[{e.reason}] {e.message}", status)
+    detail = "; ".join(f"[{e.reason}] {e.message}" for e in errors)
+    return RequestRefused(f"all {len(errors)} cutouts were refused: {detail}", status)
+
+
+@bentoml.service(name="skyguard-monitor", workers=1, traffic={"timeout": 30})
+class Monitor:
+    """Receives latent vectors and keeps the most recent ``SKYGUARD_MONITOR_WINDOW`` per task."""
+
+    def __init__(self) -> None:
+        self.windows = {t: deque(maxlen=SETTINGS.monitor_window) for t in SETTINGS.tasks}
+        self.received = dict.fromkeys(SETTINGS.tasks, 0)
+
+    @bentoml.api
+    async def ingest(self, task: str, latents: np.ndarray) -> dict:
+        """Append latents [N, D] of ``task`` to its window; returns the window's fill."""
+        if task not in self.windows:
+            raise InvalidArgument(f"task {task!r} is not served; served: {list(self.windows)}")
+        lat = np.asarray(latents, dtype=np.float32)
+        if lat.ndim != 2:
+            raise InvalidArgument(f"latents must be [N, D], got shape {lat.shape}")
+        self.windows[task].extend(lat)
+        self.received[task] += len(lat)
+        LATENTS_RECEIVED.labels(task=task).inc(len(lat))
+        return {"task": task, "window": len(self.windows[task]), "received": self.received[task]}
+
+    @bentoml.api
+    async def status(self) -> dict:
+        return {
+            t: {"window": len(w), "received": self.received[t]} for t, w in self.windows.items()
+        }
+
+
+def _batched(fn):
+    return bentoml.api(
+        batchable=True, max_batch_size=SETTINGS.max_batch, max_latency_ms=SETTINGS.max_latency_ms
+    )(fn)
+
+
+@bentoml.service(name="skyguard-predictor", workers=1, traffic={"timeout": 60})
+class Predictor:
+    """ONNX Runtime sessions of every served task, one batchable API per task."""
+
+    monitor = bentoml.depends(Monitor)
+
+    def __init__(self) -> None:
+        self.models = {
+            t: TaskModel(TaskSpec.from_ref(t, SETTINGS.model_ref(t)), SETTINGS.provider)
+            for t in SETTINGS.tasks
+        }
+        self._pending: set[asyncio.Task] = set()
+        self._rng = np.random.default_rng()
+        for t, m in self.models.items():
+            print(f"skyguard predictor: {t} {m.spec.model_facts} on {m.provider}", flush=True)
+
+    def _hand_off(self, task: str, latents: np.ndarray) -> None:
+        """Send (a sample of) the latents to the monitor without waiting for it."""
+        if SETTINGS.latent_sample < 1.0:
+            latents = latents[self._rng.random(len(latents)) < SETTINGS.latent_sample]
+        if not len(latents):
+            return
+        if len(self._pending) >= SETTINGS.monitor_backlog:
+            LATENTS_DROPPED.labels(task=task, reason="backlog").inc(len(latents))
+            return
+        job = asyncio.ensure_future(self._send(task, latents))
+        self._pending.add(job)
+        job.add_done_callback(self._pending.discard)
+
+    async def _send(self, task: str, latents: np.ndarray) -> None:
+        try:
+            await asyncio.wait_for(self.monitor.to_async.ingest(task=task, latents=latents), 10)
+            LATENTS_SENT.labels(task=task).inc(len(latents))
+        except Exception as e:  # the monitor is optional for predictions: count, never raise
+            LATENTS_DROPPED.labels(task=task, reason="monitor_unavailable").inc(len(latents))
+            log.debug("monitor unavailable: %s", e)
+
+    async def _run(self, task: str, rows: np.ndarray) -> np.ndarray:
+        if task not in self.models:
+            raise InvalidArgument(f"task {task!r} is not served; served: {list(self.models)}")
+        out, latents = await asyncio.to_thread(self.models[task].infer, rows)
+        self._hand_off(task, latents)
+        return out
+
+    @_batched
+    async def morphology(self, rows: np.ndarray) -> np.ndarray:
+        """Rows [N, 3·100·100] → [N, 3 probabilities ‖ OOD percentile]."""
+        return await self._run("morphology", rows)
+
+    @_batched
+    async def lsbg(self, rows: np.ndarray) -> np.ndarray:
+        """Rows [N, 3·64·64] → [N, P(artifact), P(LSBG) ‖ OOD percentile]."""
+        return await self._run("lsbg", rows)
+
+    @_batched
+    async def photoz(self, rows: np.ndarray) -> np.ndarray:
+        """Rows [N, 5·64·64 + 1 (E(B−V))] → [N, 180 p(z) bins ‖ OOD percentile]."""
+        return await self._run("photoz", rows)
+
+    @bentoml.api
+    async def providers(self) -> dict:
+        return {t: m.provider for t, m in self.models.items()}
+
+
+v1 = FastAPI(title="skyguard", version="1", description="Loaded models and their facts")
+
+
+@v1.get("/models", summary="The loaded model bundles and their bundle.json facts")
+async def list_models() -> dict:
+    svc = bentoml.get_current_service()
+    return await svc.describe_models()
+
+
+@bentoml.asgi_app(v1, path="/v1")
+@bentoml.service(name="skyguard", workers=SETTINGS.gateway_workers, traffic={"timeout": 120})
+class Skyguard:
+    """The HTTP gateway: FITS or arrays in, one answer per cutout out."""
+
+    predictor = bentoml.depends(Predictor)
+
+    def __init__(self) -> None:
+        self.specs = {t: TaskSpec.from_ref(t, SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
+
+    async def describe_models(self) -> dict:
+        try:
+            providers = await self.predictor.to_async.providers()
+        except Exception as e:  # the listing must not fail because the predictor is busy
+            providers = {"error": str(e)}
+        out = {}
+        for t, spec in self.specs.items():
+            i = spec.info
+            out[t] = {
+                **spec.model_facts,
+                "provider": providers.get(t) if isinstance(providers, dict) else None,
+                "bands": i["bands"],
+                "input_shape": i["input_shape"],
+                "pixel_scale_arcsec": i["pixel_scale_arcsec"],
+                "classes": i.get("classes"),
+                "latent_dim": i["latent_dim"],
+                "preprocessing": i["preprocessing"],
+                "metrics": i["metrics"],
+                "hyperparameters": i["hyperparameters"],
+                "training": i.get("training", {}),
+                "datasets": i["datasets"],
+                "git_revision": i["git_revision"],
+                "files": i["files"],
+            }
+        return {"models": out}
+
+    def _spec(self, task: str) -> TaskSpec:
+        if task not in self.specs:
+            raise RequestRefused(f"task {task!r} is not served here; served: {list(self.specs)}")
+        return self.specs[task]
+
+    def _decode_files(
+        self, spec: TaskSpec, files: list[Path], repair: Repair
+    ) -> list[Cutout | InputError]:
+        limits = SETTINGS.limits
+        if not files:
+            raise _refuse(spec.task, [InputError("empty", "no cutouts in the request", "request")])
+        if len(files) > limits.max_cutouts:
+            raise _refuse(
+                spec.task,
+                [
+                    InputError(
+                        "too_many",
+                        f"{len(files)} files, at most {limits.max_cutouts} per request",
+                        "request",
+                    )
+                ],  # fmt: skip
+            )
+        out: list[Cutout | InputError] = []
+        for k, path in enumerate(files):
+            # uploads arrive as temporary files whose names are not the client's
+            name = f"cutout[{k}]"
+            try:
+                size = path.stat().st_size
+                if size > limits.max_bytes:  # refused before a byte is read
+                    raise InputError(
+                        "too_large", f"{size} bytes, at most {limits.max_bytes} per file", name
+                    )
+                out.append(
+                    read_fits(path.read_bytes(), name, spec.bands, spec.shape, limits, repair)
+                )
+            except InputError as e:
+                out.append(e)
+        return out
+
+    async def _answer(
+        self,
+        spec: TaskSpec,
+        items: list[Cutout | InputError],
+        ebv: list[float] | None = None,
+        with_pdf: bool = False,
+    ) -> dict:
+        task = spec.task
+        if ebv is not None and len(ebv) != len(items):
+            raise _refuse(task, [InputError("bad_value", f"{len(ebv)} ebv values for "
+                                            f"{len(items)} cutouts", "ebv")])  # fmt: skip
+        values: list[float | None] = [None] * len(items)
+        if "ebv" in spec.info["inputs"]:
+            items = list(items)
+            for k, c in enumerate(items):
+                if isinstance(c, Cutout):
+                    v = ebv[k] if ebv is not None else c.ebv
+                    if v is None or not np.isfinite(v) or v < 0:
+                        items[k] = InputError(
+                            "bad_value",
+                            f"photo-z needs E(B−V) >= 0 [mag] per cutout (EBV header keyword or "
+                            f"the ebv field), got {v}",
+                            c.id,
+                        )
+                    values[k] = v
+        good = [(k, c) for k, c in enumerate(items) if isinstance(c, Cutout)]
+        bad = [e for e in items if isinstance(e, InputError)]
+        answers: list[dict | None] = [None] * len(items)
+        if good:
+            rows = spec.pack([c for _, c in good], [values[k] for k, _ in good])
+            out = await getattr(self.predictor.to_async, task)(rows)
+            for (k, c), row in zip(good, np.asarray(out), strict=True):
+                a = spec.answer(row, c, with_pdf)
+                answers[k] = a
+                label = a.get("label") or f"z{0.05 * int(a['z_mode'] / 0.05):.2f}"
+                PREDICTIONS.labels(task=task, label=label).inc()
+                OOD_SCORE.labels(task=task).observe(a["ood_score"])
+        elif bad:
+            raise _refuse(task, bad)
+        for k, e in enumerate(items):
+            if isinstance(e, InputError):
+                REJECTED.labels(task=task, reason=e.reason).inc()
+                answers[k] = {"id": e.where, "error": e.to_dict()}
+        return {
+            "task": task,
+            "n_answered": len(good),
+            "n_refused": len(bad),
+            "answers": answers,
+        }
+
+    async def _files(self, task: str, cutouts: list[Path], repair: Repair, **kw) -> dict:
+        spec = self._spec(task)
+        items = await asyncio.to_thread(self._decode_files, spec, cutouts, repair)
+        return await self._answer(spec, items, **kw)
+
+    async def _arrays(
+        self, task: str, images: np.ndarray, ids: list[str] | None, repair: Repair, **kw
+    ) -> dict:
+        spec = self._spec(task)
+        try:
+            items = from_array(images, spec.bands, spec.shape, ids, repair, SETTINGS.limits)
+        except InputError as e:
+            raise _refuse(task, [e]) from None
+        return await self._answer(spec, items, **kw)
+
+    @bentoml.api
+    async def morphology(self, cutouts: list[Path], repair: Repair = "none") -> dict:
+        """Galaxy morphology (spiral, elliptical, merger) of LSST g,r,i 100×100 FITS cutouts
+        (electrons, sky subtracted)."""
+        return await self._files("morphology", cutouts, repair)
+
+    @bentoml.api
+    async def lsbg(self, cutouts: list[Path], repair: Repair = "none") -> dict:
+        """P(LSBG) vs artifact of g,r,z 64×64 FITS cutouts (30″, electrons)."""
+        return await self._files("lsbg", cutouts, repair)
+
+    @bentoml.api
+    async def photoz(
+        self,
+        cutouts: list[Path],
+        ebv: list[float] | None = None,
+        pdf: bool = False,
+        repair: Repair = "none",
+    ) -> dict:
+        """Photometric redshift of LSST u,g,r,i,z 64×64 FITS cutouts: z summaries and, with
+        ``pdf``, the 180-bin p(z). E(B−V) per cutout from ``ebv`` or the EBV header keyword."""
+        return await self._files("photoz", cutouts, repair, ebv=ebv, with_pdf=pdf)
+
+    @bentoml.api
+    async def morphology_array(
+        self, images: np.ndarray, ids: list[str] | None = None, repair: Repair = "none"
+    ) -> dict:
+        """As ``morphology`` for arrays [N, 3, 100, 100] (g, r, i; electrons)."""
+        return await self._arrays("morphology", images, ids, repair)
+
+    @bentoml.api
+    async def lsbg_array(
+        self, images: np.ndarray, ids: list[str] | None = None, repair: Repair = "none"
+    ) -> dict:
+        """As ``lsbg`` for arrays [N, 3, 64, 64] (g, r, z; electrons)."""
+        return await self._arrays("lsbg", images, ids, repair)
+
+    @bentoml.api
+    async def photoz_array(
+        self,
+        images: np.ndarray,
+        ebv: list[float],
+        ids: list[str] | None = None,
+        pdf: bool = False,
+        repair: Repair = "none",
+    ) -> dict:
+        """As ``photoz`` for arrays [N, 5, 64, 64] (u, g, r, i, z; electrons at the bundle's
+        zeropoints) with one E(B−V) per cutout."""
+        return await self._arrays("photoz", images, ids, repair, ebv=ebv, with_pdf=pdf)
