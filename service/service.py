@@ -28,8 +28,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Literal
 
+import attrs
 import bentoml
 import numpy as np
+from _bentoml_sdk.service.factory import Service
 from bentoml.exceptions import InvalidArgument
 from fastapi import FastAPI
 
@@ -49,6 +51,47 @@ from .runtime import TaskModel, TaskSpec
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
 Repair = Literal["none", "zero", "median"]
+
+
+def _openapi_fix(node):
+    """Make BentoML 1.4's generated document valid OpenAPI 3.0 (the version it declares).
+
+    BentoML writes file uploads as Swagger 2's ``type: file`` (OpenAPI 3: a binary string),
+    numpy arrays as ``type: tensor`` (here: an array of nested numbers) and optional fields as
+    ``anyOf [..., {type: null}]`` (3.0 has ``nullable`` instead). Nothing else is changed.
+    """
+    if isinstance(node, dict):
+        if node.get("type") == "file":
+            node = {**node, "type": "string", "format": "binary"}
+        elif node.get("type") == "tensor":
+            node = {**node, "type": "array", "items": {},
+                    "description": "numpy array as nested lists of numbers"}  # fmt: skip
+        if isinstance(node.get("anyOf"), list) and {"type": "null"} in node["anyOf"]:
+            rest = [v for v in node["anyOf"] if v != {"type": "null"}]
+            node = {k: v for k, v in node.items() if k != "anyOf"}
+            node.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+            node["nullable"] = True
+        return {k: _openapi_fix(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_openapi_fix(v) for v in node]
+    return node
+
+
+class _FixedSpec:
+    def __init__(self, spec) -> None:
+        self._spec = spec
+
+    def asdict(self) -> dict:
+        return _openapi_fix(self._spec.asdict())
+
+
+@attrs.define
+class _Service(Service):
+    """BentoML's service class with a valid OpenAPI 3 document at ``/docs.json``."""
+
+    @property
+    def openapi_spec(self):
+        return _FixedSpec(super().openapi_spec)
 
 
 class RequestRefused(InvalidArgument):
@@ -182,7 +225,12 @@ async def list_models() -> dict:
 
 
 @bentoml.asgi_app(v1, path="/v1")
-@bentoml.service(name="skyguard", workers=SETTINGS.gateway_workers, traffic={"timeout": 120})
+@bentoml.service(
+    name="skyguard",
+    workers=SETTINGS.gateway_workers,
+    traffic={"timeout": 120},
+    service_class=_Service,
+)
 class Skyguard:
     """The HTTP gateway: FITS or arrays in, one answer per cutout out."""
 
