@@ -1,6 +1,7 @@
-# skyguard — the two commands a newcomer needs:
-#   make demo   simulate all six survey domains at small N and draw the example PNGs
+# skyguard — the commands a newcomer needs:
+#   make serve  train the default models if there are none, then serve on localhost:3000
 #   make test   run the test suite
+#   make demo   simulate all six survey domains at small N and draw the example PNGs
 # Both create .venv and install pinned dependencies (requirements.lock) on first use.
 PY      ?= python3.11
 VENV    := .venv
@@ -8,11 +9,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= data/demo
 N       ?= 300
+PORT    ?= 3000
 # the BentoML model store (bundles) lives in the git-ignored models/ folder; no usage tracking
 export BENTOML_HOME ?= $(CURDIR)/models/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv serve
 
 venv: $(STAMP)
 
@@ -24,6 +26,12 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(BIN)/skyguard demo --n $(N) --out $(DATA)
+
+# the README's main command: default bundles (quick recipes) if the store has none, example FITS
+# cutouts in data/examples/, then the service on localhost:3000
+serve: $(STAMP)
+	$(BIN)/python -m service.bootstrap
+	$(BIN)/bentoml serve service.service:Skyguard --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -75,7 +75,7 @@ def train(
 
     recipe = load_recipe(task, recipe_name, quick=quick, **overrides)
     data_root = Path(data_root)
-    ensure_datasets(data_root, task, max(recipe.n_max or 0, DEFAULT_N), progress=progress)
+    ensure_datasets(data_root, task, recipe.n_max or DEFAULT_N, progress=progress)
     data = load_task(data_root, task, n_max=recipe.n_max)
     init = None
     if recipe.recipe == "finetune":

@@ -160,15 +160,25 @@ def _step_loss(
     xt: Tensor | None,
     et: Tensor | None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Loss of one batch: supervised (+ L2 penalty) (+ λ·MMD² against target batch xt)."""
-    extra = () if eb is None else (eb,)
-    latent = model.features(xb, *extra)
+    """Loss of one batch: supervised (+ L2 penalty) (+ λ·MMD² against target batch xt).
+
+    With a target batch, source and target go through the network in *one* forward pass, so
+    batch normalisation sees the same mixed statistics in training as its running averages give
+    at inference. (Two separate passes normalise each domain by its own batch statistics while
+    training — an alignment the inference-mode network, with running statistics averaged over
+    both domains, does not have; validation then disagrees with training.)
+    """
+    if xt is None:
+        latent = model.features(xb, *(() if eb is None else (eb,)))
+    else:
+        xs_all = torch.cat([xb, xt])
+        extra = () if eb is None else (torch.cat([eb, et]),)
+        both = model.features(xs_all, *extra)
+        latent, lt = both[: len(xb)], both[len(xb) :]
     loss = obj.supervised(model.head(latent), tb)
     parts = {"ce": float(loss.detach())}
-    penalty = model.l2_penalty()
-    loss = loss + penalty
+    loss = loss + model.l2_penalty()
     if xt is not None:
-        lt = model.features(xt, *(() if et is None else (et,)))
         m = mmd2(latent, lt, obj.recipe.mmd_bandwidth)
         loss = loss + obj.recipe.mmd_weight * m
         parts["mmd"] = float(m.detach())
