@@ -43,16 +43,21 @@ def ensure_models(tasks: tuple[str, ...], data_root: Path, out_root: Path) -> di
 
 
 def write_examples(data_root: Path, out: Path, per_domain: int = 3) -> list[Path]:
-    """A few test-split cutouts per task as FITS files, named after their task and domain."""
+    """A few test-split cutouts per task as FITS files: ``<task>_<domain>_<k>.fits``, k = 1, 2, …
+    (the object's dataset index is in the OBJECT keyword)."""
     from training.cutouts import write_cutouts
 
     paths = []
     for task, domain, layout, compression in EXAMPLES:
         src = data_root / task / f"{domain}.h5"
-        if src.is_file():
-            paths += write_cutouts(
-                src, out, n=per_domain, split="test", layout=layout, compression=compression
-            )
+        if not src.is_file():
+            continue
+        written = write_cutouts(
+            src, out / ".tmp", n=per_domain, split="test", layout=layout, compression=compression
+        )
+        for k, p in enumerate(written, 1):
+            paths.append(p.replace(out / f"{task}_{domain}_{k}.fits"))
+    (out / ".tmp").rmdir()
     return paths
 
 

@@ -304,3 +304,25 @@ def test_built_bento_serves(bundles, tmp_path):
         assert r.status_code == 200 and r.json()["n_answered"] == 1, r.text
     finally:
         _stop(proc)
+
+
+def test_bootstrap_uses_stored_models_and_writes_examples(bundles, tmp_path, capsys):
+    """``make serve``'s first step: stored bundles are used as they are; examples decode."""
+    from service.bootstrap import ensure_models, write_examples
+    from service.fits_input import read_fits
+    from service.runtime import TaskSpec
+    from training.store import list_models
+
+    tags = ensure_models(tuple(BANDS), bundles, tmp_path / "runs")
+    assert tags == {t: list_models(t)[0]["tag"] for t in BANDS}
+    assert "using skyguard-lsbg:" in capsys.readouterr().out
+    paths = write_examples(bundles, tmp_path / "examples", per_domain=2)
+    assert sorted(p.name for p in paths) == sorted(
+        f"{t}_{d}_{k}.fits" for t, d in (("morphology", "y10"), ("morphology", "y1"),
+                                          ("lsbg", "des"), ("photoz", "deep")) for k in (1, 2)
+    )  # fmt: skip
+    for p in paths:
+        task = p.name.split("_")[0]
+        spec = TaskSpec.from_ref(task, f"skyguard-{task}:latest")
+        cut = read_fits(p.read_bytes(), p.name, spec.bands, spec.shape)
+        assert cut.id.startswith(task) and cut.image.shape[0] == len(spec.bands)
