@@ -1,0 +1,180 @@
+"""Serving throughput: FITS cutouts through HTTP against the raw ONNX Runtime session in process.
+
+Same model, same cutouts, one run, for the morphology ConvNet and ResNet18:
+
+* **raw** (the peer, and the ceiling): the bundle's ONNX Runtime session called in this process
+  on already preprocessed arrays, at batch sizes 1 … 64 — cutouts/s and latency per call;
+* **HTTP**: ``bentoml serve service.service:Skyguard`` (the real gateway → predictor → monitor
+  Bento, adaptive batching on) sent multipart requests of FITS files by an asyncio client at
+  rising concurrency — cutouts/s and p50/p99 request latency. This path also decodes and checks
+  every FITS file and preprocesses it (the 002 stretch), which the raw path does not.
+
+Printed: both tables per architecture and the ratio best-HTTP / best-raw throughput (target ≥ 0.8).
+The bundles are quick ones (one epoch on 200 mock objects): speed does not depend on the weights.
+The client runs on the same machine and takes CPU from the server; on a 2-core machine that is a
+real share, so the ratio is a lower bound for a server with cores of its own.
+
+Run:  .venv/bin/python bench/serve.py [--requests 40] [--per-request 8] [--concurrency 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup(tmp: Path, n_objects: int) -> tuple[dict[str, str], list[bytes]]:
+    """Quick bundles for both morphology architectures and FITS cutouts of the Y10 test split."""
+    from training.cutouts import write_cutouts
+    from training.runs import ensure_datasets, train
+
+    data = tmp / "data"
+    ensure_datasets(data, "morphology", n_objects, progress=False)
+    tags = {}
+    for arch in ("convnet", "resnet18"):
+        res = train("morphology", "regular", quick=True, data_root=data, out_root=tmp / "runs",
+                    progress=False, architecture=arch, epochs=1, n_max=n_objects,
+                    n_boot=10, n_canaries=6, n_parity=4)  # fmt: skip
+        tags[arch] = res.tag
+    paths = write_cutouts(data / "morphology" / "y10.h5", tmp / "fits", n=None, split="test")
+    return tags, [p.read_bytes() for p in paths]
+
+
+def bench_raw(tag: str, files: list[bytes], batches=(1, 8, 32, 64), seconds: float = 3.0) -> dict:
+    """cutouts/s and ms per call of the bundle's session on preprocessed arrays."""
+    from service.fits_input import read_fits
+    from service.runtime import TaskSpec, choose_providers
+    from training.bundle import onnx_session
+
+    spec = TaskSpec.from_ref("morphology", tag)
+    cut = [read_fits(f, "c", spec.bands, spec.shape) for f in files]
+    x = spec.bundle.preprocessing(np.stack([c.image for c in cut]))
+    sess = onnx_session(spec.bundle.onnx_path, choose_providers("auto"))
+    out = {"provider": sess.get_providers()[0]}
+    for b in batches:
+        xb = np.ascontiguousarray(np.resize(x, (b, *x.shape[1:])), dtype=np.float32)
+        sess.run(None, {"image": xb})
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sess.run(None, {"image": xb})
+            n += 1
+        dt = time.perf_counter() - t0
+        out[b] = {"cutouts_per_s": n * b / dt, "ms_per_call": 1e3 * dt / n}
+    return out
+
+
+async def _client(url: str, files: list[bytes], n_req: int, per: int, conc: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    sem = asyncio.Semaphore(conc)
+    rng = np.random.default_rng(0)
+
+    async def one(client: httpx.AsyncClient) -> None:
+        pick = rng.choice(len(files), per)
+        parts = [("cutouts", (f"c{k}.fits", files[k], "application/fits")) for k in pick]
+        async with sem:
+            t0 = time.perf_counter()
+            r = await client.post(f"{url}/morphology", files=parts, timeout=120)
+            lat.append(time.perf_counter() - t0)
+            r.raise_for_status()
+
+    async with httpx.AsyncClient() as client:
+        await one(client)  # warm-up
+        lat.clear()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(client) for _ in range(n_req)))
+        wall = time.perf_counter() - t0
+    ms = 1e3 * np.asarray(lat)
+    return {
+        "cutouts_per_s": n_req * per / wall,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def bench_http(tag: str, files: list[bytes], env: dict, args) -> dict:
+    port = _free_port()
+    env = {**env, "SKYGUARD_TASKS": "morphology", "SKYGUARD_MODEL_MORPHOLOGY": tag,
+           "SKYGUARD_MAX_BATCH": str(args.max_batch)}  # fmt: skip
+    bentoml = Path(sys.executable).parent / "bentoml"
+    log = open(Path(env["BENTOML_HOME"]).parent / f"serve-{port}.log", "w")
+    proc = subprocess.Popen(
+        [str(bentoml), "serve", "service.service:Skyguard", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError("server not ready")
+        return {
+            c: asyncio.run(_client(url, files, args.requests, args.per_request, c))
+            for c in args.concurrency
+        }
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--objects", type=int, default=200)
+    ap.add_argument("--requests", type=int, default=40)
+    ap.add_argument("--per-request", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--max-batch", type=int, default=64)
+    args = ap.parse_args(argv)
+    print(f"# .venv/bin/python bench/serve.py {' '.join(argv or sys.argv[1:])}")
+    with tempfile.TemporaryDirectory(prefix="skyguard-bench-") as tmp:
+        tmp = Path(tmp)
+        os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
+        os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+        tags, files = setup(tmp, args.objects)
+        print(f"# {len(files)} FITS cutouts (3×100×100 float32), {args.per_request} per request, "
+              f"{args.requests} requests per concurrency level, {os.cpu_count()} cores")  # fmt: skip
+        for arch, tag in tags.items():
+            raw = bench_raw(tag, files)
+            http = bench_http(tag, files, dict(os.environ), args)
+            print(f"\n## {arch} ({raw['provider']})")
+            print("raw ONNX Runtime in process:   batch  cutouts/s  ms/call")
+            for b, r in raw.items():
+                if b != "provider":
+                    print(f"{'':31}{b:>5}  {r['cutouts_per_s']:9.1f}  {r['ms_per_call']:7.2f}")
+            print("HTTP + FITS decoding:    concurrency  cutouts/s  p50 ms  p99 ms")
+            for c, r in http.items():
+                print(f"{'':24}{c:>11}  {r['cutouts_per_s']:9.1f}  {r['p50_ms']:6.0f}  "
+                      f"{r['p99_ms']:6.0f}")  # fmt: skip
+            best_raw = max(r["cutouts_per_s"] for b, r in raw.items() if b != "provider")
+            best_http = max(r["cutouts_per_s"] for r in http.values())
+            print(f"best HTTP / best raw throughput: {best_http / best_raw:.2f} (target >= 0.80)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
