@@ -18,6 +18,8 @@ variable                       default                            meaning
 ``SKYGUARD_MONITOR_BACKLOG``   ``64``                             unanswered monitor calls before
                                                                   latents are dropped
 ``SKYGUARD_MONITOR_WINDOW``    ``2000``                           latents kept per task
+``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
+                                                                  counting latents dropped
 =============================  =================================  ===============================
 
 A value that cannot be parsed stops start-up with a message naming the variable.
@@ -71,6 +73,7 @@ class Settings:
     latent_sample: float = 1.0
     monitor_backlog: int = 64
     monitor_window: int = 2000
+    monitor_timeout_s: float = 10.0
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
@@ -104,4 +107,5 @@ def from_env() -> Settings:
         latent_sample=_float("SKYGUARD_LATENT_SAMPLE", 1.0, 0.0, 1.0),
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
         monitor_window=_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10),
+        monitor_timeout_s=_float("SKYGUARD_MONITOR_TIMEOUT_S", 10.0, 0.01, 600.0),
     )

@@ -182,7 +182,10 @@ class Predictor:
 
     async def _send(self, task: str, latents: np.ndarray) -> None:
         try:
-            await asyncio.wait_for(self.monitor.to_async.ingest(task=task, latents=latents), 10)
+            await asyncio.wait_for(
+                self.monitor.to_async.ingest(task=task, latents=latents),
+                SETTINGS.monitor_timeout_s,
+            )
             LATENTS_SENT.labels(task=task).inc(len(latents))
         except Exception as e:  # the monitor is optional for predictions: count, never raise
             LATENTS_DROPPED.labels(task=task, reason="monitor_unavailable").inc(len(latents))

@@ -28,7 +28,11 @@ BANDS = {
     "photoz": ("u", "g", "r", "i", "z"),
 }
 SIZE = {"morphology": 100, "lsbg": 64, "photoz": 64}
-SERVER_ENV = {"SKYGUARD_MAX_CUTOUTS": "8", "SKYGUARD_MAX_UPLOAD_BYTES": "1000000"}
+SERVER_ENV = {
+    "SKYGUARD_MAX_CUTOUTS": "8",
+    "SKYGUARD_MAX_UPLOAD_BYTES": "1000000",
+    "SKYGUARD_MONITOR_TIMEOUT_S": "1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +133,17 @@ def _stop(proc: subprocess.Popen) -> None:
 def server(bundles, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
     proc, url = _serve("service.service:Skyguard", Path(__file__).parents[1], log)
-    yield url
+    yield _Url(url, proc.pid)
     _stop(proc)
+
+
+class _Url(str):
+    """The server's base URL, knowing its process group (to find its worker processes)."""
+
+    def __new__(cls, url: str, pgid: int) -> _Url:
+        obj = super().__new__(cls, url)
+        obj.pgid = pgid
+        return obj
 
 
 def _post_files(url: str, route: str, files: list[bytes], data: dict | None = None):
@@ -283,6 +296,70 @@ def test_models_metrics_and_openapi(server):
     for route in ("/morphology", "/lsbg", "/photoz", "/morphology_array", "/lsbg_array",
                   "/photoz_array", "/v1/models", "/readyz", "/livez", "/metrics"):  # fmt: skip
         assert route in spec["paths"], route
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """All processes below ``pid`` (from /proc: Linux)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _metric(url: str, name: str, **labels) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_predictions_go_on_when_the_monitor_stalls(server):
+    """A frozen monitor costs latents (counted), never predictions."""
+    import signal
+
+    pids = [p for p in _descendants(server.pgid) if "skyguard-monitor" in _cmdline(p)]
+    assert pids, "monitor worker not found"
+    sent = _metric(server, "skyguard_latents_sent_total", task="lsbg")
+    before = _metric(server, "skyguard_latents_dropped_total", task="lsbg")
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        for _ in range(3):
+            r = _post_files(server, "lsbg", [_cube("lsbg")] * 2)
+            assert r.status_code == 200 and r.json()["n_answered"] == 2
+        assert time.time() - t0 < 10  # answers did not wait for the monitor
+        deadline = time.time() + 20
+        while _metric(server, "skyguard_latents_dropped_total", task="lsbg") < before + 6:
+            assert time.time() < deadline, "dropped latents were not counted"
+            time.sleep(0.5)
+    finally:
+        for p in pids:
+            os.kill(p, signal.SIGCONT)
+    # the monitor back, latents flow again
+    r = _post_files(server, "lsbg", [_cube("lsbg")])
+    deadline = time.time() + 20
+    while _metric(server, "skyguard_latents_sent_total", task="lsbg") <= sent:
+        assert time.time() < deadline
+        time.sleep(0.5)
 
 
 # -- level 3: the built Bento -------------------------------------------------------------------
