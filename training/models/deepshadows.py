@@ -46,18 +46,21 @@ class DeepShadows(SkyNet):
     input_shape: ClassVar[tuple[int, int, int]] = (3, 64, 64)
     classes = ("artifact", "lsbg")
 
-    def __init__(self, dropout: float = 0.4) -> None:
+    def __init__(self, dropout: float = 0.4, bn_momentum: float = 0.01) -> None:
         super().__init__()
         self.num_outputs = 2
         self.latent_dim = 1024
         # Keras' BatchNormalization defaults (momentum 0.99, epsilon 1e-3); PyTorch's momentum is
-        # the weight of the new batch, hence 0.01.
+        # the weight of the new batch, hence 0.01. Its running statistics then average over ~100
+        # steps: a short run whose L2 penalty is still shrinking the kernels ends with running
+        # statistics that lag the batches (the quick recipes use 0.1).
+        m = bn_momentum
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
-        self.bn1 = nn.BatchNorm2d(16, eps=1e-3, momentum=0.01)
+        self.bn1 = nn.BatchNorm2d(16, eps=1e-3, momentum=m)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
-        self.bn2 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        self.bn2 = nn.BatchNorm2d(32, eps=1e-3, momentum=m)
         self.conv3 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-        self.bn3 = nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)
+        self.bn3 = nn.BatchNorm2d(64, eps=1e-3, momentum=m)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.dropout = nn.Dropout(dropout)
         self.fc1 = nn.Linear(64 * 8 * 8, 1024)
