@@ -112,6 +112,9 @@ def test_flux_scale_to_nanomaggies():
     np.testing.assert_allclose(p(deep).sum(axis=(-2, -1)), expected, rtol=1e-6)
     np.testing.assert_allclose(p(shallow, magzp=zp_shallow).sum(axis=(-2, -1)), expected, rtol=1e-6)
     assert preprocessing_from_dict(p.to_dict()) == p
+    centi = FluxScale(magzp=tuple(zp_deep), unit_nmgy=0.01)
+    np.testing.assert_allclose(centi(deep).sum(axis=(-2, -1)), 100 * expected, rtol=1e-6)
+    assert preprocessing_from_dict(centi.to_dict()) == centi
     with pytest.raises(ValueError, match="2 zeropoints for 3 bands"):
         p(np.zeros((3, 4, 4)))
     with pytest.raises(ValueError, match="unknown preprocessing 'gamma'"):

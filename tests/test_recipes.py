@@ -37,7 +37,7 @@ SEED_VALUES = [
     ("morphology", "regular", "batch_size", 128),
     ("photoz", "regular", "adam_eps", 0.1),  # 003 §2
     ("photoz", "regular", "plateau_factor", 0.8),
-    ("photoz", "adversarial", "adv_eps", 0.01),  # 003 §3.1
+    ("photoz", "adversarial", "adv_eps", 1.0),  # 003 §3.1: 0.01 nmgy in units of 0.01 nmgy
     ("photoz", "adversarial", "adv_iter", 10),  # 003 §3.2
     ("lsbg", "regular", "optimizer", "adadelta"),  # 004 §4.2
     ("lsbg", "regular", "lr", 0.1),
@@ -53,7 +53,7 @@ def test_seed_values(task, name, key, value):
 
 
 def test_pgd_step_defaults_to_tenth_of_eps():
-    assert load_recipe("photoz", "adversarial").pgd_alpha == pytest.approx(0.001)
+    assert load_recipe("photoz", "adversarial").pgd_alpha == pytest.approx(0.1)
 
 
 def test_errors_name_the_problem():

@@ -22,6 +22,8 @@ from .datasets import SPLITS, Dataset, dataset_paths, open_dataset
 from .losses import z_bin_edges
 from .preprocess import FluxScale, Preprocessing
 
+#: Photo-z input unit [nanomaggies] (``preprocess.FluxScale``): attack budgets are in this unit.
+PHOTOZ_UNIT_NMGY = 0.01
 #: Which tasks are classifications (labels) and which regress redshift into p(z) bins.
 TASK_KINDS = {"morphology": "classification", "lsbg": "classification", "photoz": "photoz"}
 
@@ -95,7 +97,9 @@ def preprocessing_for(task: str, attrs: dict) -> Preprocessing | FluxScale:
     if task not in TASK_KINDS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_KINDS)}")
     if task == "photoz":
-        return FluxScale(magzp=tuple(np.asarray(attrs["magzp"], dtype=float)))
+        return FluxScale(
+            magzp=tuple(np.asarray(attrs["magzp"], dtype=float)), unit_nmgy=PHOTOZ_UNIT_NMGY
+        )
     return Preprocessing()
 
 

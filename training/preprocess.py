@@ -114,10 +114,18 @@ class FluxScale:
     here, and makes deep and shallow cutouts of one galaxy agree in signal (only the noise
     differs). ``magzp`` [B] (AB mag of one electron in the exposure, the FITS ``MAGZP``) is the
     training domain's; a cutout from another exposure passes its own to ``__call__``.
+
+    ``unit_nmgy`` is the flux one input unit stands for: input = flux [nmgy] / unit_nmgy. 003's
+    SDSS galaxies (r < 17.8) reach tens of nanomaggies per pixel; ours (r < 19.8, LSST pixels
+    0.2″) reach ~1 and the sky noise is ~1e-3, so in nanomaggies the signal is ~100× smaller than
+    the networks' 0.1 initial biases and a few epochs learn only the redshift prior (measured:
+    σ_MAD 0.069, η 47% on both domains). Photo-z uses unit_nmgy = 0.01; attack budgets are then
+    given in these units (003's ε = 0.01 nmgy is 1.0).
     """
 
     name: str = "flux_nanomaggies"
     magzp: tuple[float, ...] = field(default_factory=tuple)
+    unit_nmgy: float = 1.0
 
     def __post_init__(self) -> None:
         zp = np.asarray(self.magzp, dtype=np.float64)
@@ -126,9 +134,11 @@ class FluxScale:
                 f"magzp must be a non-empty list of finite magnitudes, got {self.magzp}"
             )
         object.__setattr__(self, "magzp", tuple(float(v) for v in zp))
+        if not self.unit_nmgy > 0:
+            raise ValueError(f"unit_nmgy must be positive, got {self.unit_nmgy}")
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "magzp": list(self.magzp)}
+        return {"name": self.name, "magzp": list(self.magzp), "unit_nmgy": self.unit_nmgy}
 
     def __call__(self, images: np.ndarray, magzp: np.ndarray | None = None) -> np.ndarray:
         """[N, B, H, W] or [B, H, W] electrons → float32 nanomaggies. ``magzp``: [B], or [N, B]
@@ -139,7 +149,7 @@ class FluxScale:
         zp = np.asarray(self.magzp if magzp is None else magzp, dtype=np.float64)
         if zp.shape[-1] != x.shape[-3]:
             raise ValueError(f"{zp.shape[-1]} zeropoints for {x.shape[-3]} bands")
-        scale = 10.0 ** (-0.4 * (zp - NANOMAGGY_ZP))
+        scale = 10.0 ** (-0.4 * (zp - NANOMAGGY_ZP)) / self.unit_nmgy
         return (x * scale[..., None, None]).astype(np.float32)
 
 
@@ -150,5 +160,5 @@ def preprocessing_from_dict(d: dict) -> Preprocessing | FluxScale:
     if name not in kinds:
         raise ValueError(f"unknown preprocessing {name!r}; known: {sorted(kinds)}")
     if name == "flux_nanomaggies":
-        return FluxScale(magzp=tuple(d["magzp"]))
+        return FluxScale(magzp=tuple(d["magzp"]), unit_nmgy=float(d.get("unit_nmgy", 1.0)))
     return Preprocessing.from_dict(d)
