@@ -8,7 +8,9 @@ variable                       default                            meaning
 ``SKYGUARD_PROVIDER``          ``auto``                           ``auto`` (CUDA if present), or
                                                                   ``cuda`` / ``cpu``
 ``SKYGUARD_MAX_BATCH``         ``64``                             adaptive batching: largest batch
-``SKYGUARD_MAX_LATENCY_MS``    ``25``                             adaptive batching: longest wait
+``SKYGUARD_MAX_LATENCY_MS``    ``5000``                           adaptive batching: a request
+                                                                  that cannot be answered within
+                                                                  this is shed (503)
 ``SKYGUARD_GATEWAY_WORKERS``   ``1``                              HTTP/decoding worker processes
 ``SKYGUARD_MAX_UPLOAD_BYTES``  ``16777216``                       per FITS file
 ``SKYGUARD_MAX_CUTOUTS``       ``256``                            per request
@@ -67,7 +69,7 @@ class Settings:
     models: dict[str, str] = field(default_factory=dict)
     provider: str = "auto"
     max_batch: int = 64
-    max_latency_ms: int = 25
+    max_latency_ms: int = 5000
     gateway_workers: int = 1
     limits: Limits = field(default_factory=Limits)
     latent_sample: float = 1.0
@@ -101,7 +103,7 @@ def from_env() -> Settings:
         models=models,
         provider=provider,
         max_batch=_int("SKYGUARD_MAX_BATCH", 64),
-        max_latency_ms=_int("SKYGUARD_MAX_LATENCY_MS", 25),
+        max_latency_ms=_int("SKYGUARD_MAX_LATENCY_MS", 5000),
         gateway_workers=_int("SKYGUARD_GATEWAY_WORKERS", 1),
         limits=limits,
         latent_sample=_float("SKYGUARD_LATENT_SAMPLE", 1.0, 0.0, 1.0),
