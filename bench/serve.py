@@ -94,7 +94,7 @@ async def _client(url: str, files: list[bytes], n_req: int, per: int, conc: int)
         async with sem:
             t0 = time.perf_counter()
             r = await client.post(f"{url}/morphology", files=parts, timeout=120)
-            if r.status_code != 200:
+            if r.status_code != 200 or r.json().get("n_answered") != per:
                 errors.append(r.status_code)
                 return
             lat.append(time.perf_counter() - t0)

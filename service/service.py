@@ -169,6 +169,7 @@ class Predictor:
 
     def _hand_off(self, task: str, latents: np.ndarray) -> None:
         """Send (a sample of) the latents to the monitor without waiting for it."""
+        latents = latents[np.isfinite(latents).all(1)]
         if SETTINGS.latent_sample < 1.0:
             latents = latents[self._rng.random(len(latents)) < SETTINGS.latent_sample]
         if not len(latents):
@@ -217,6 +218,11 @@ class Predictor:
     async def providers(self) -> dict:
         return {t: m.provider for t, m in self.models.items()}
 
+    @bentoml.api
+    async def bundles(self) -> dict:
+        """{task: bundle directory} of the sessions this predictor runs."""
+        return {t: str(m.spec.bundle.path) for t, m in self.models.items()}
+
 
 v1 = FastAPI(title="skyguard", version="1", description="Loaded models and their facts")
 
@@ -241,9 +247,25 @@ class Skyguard:
 
     def __init__(self) -> None:
         self.specs = {t: TaskSpec.from_ref(t, SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
+        self._agreed = False
+
+    async def _agree_with_predictor(self) -> None:
+        """Use the very bundles the predictor runs: 'skyguard-<task>:latest' is resolved by each
+        process when it starts, and a bundle stored in between would otherwise be preprocessed
+        for one model and run by another."""
+        if self._agreed:
+            return
+        paths = await self.predictor.to_async.bundles()
+        for task, path in paths.items():
+            if task in self.specs and str(self.specs[task].bundle.path) != path:
+                log.warning("%s: gateway had %s, predictor runs %s; following the predictor",
+                            task, self.specs[task].bundle.path, path)  # fmt: skip
+                self.specs[task] = await asyncio.to_thread(TaskSpec.from_ref, task, path)
+        self._agreed = True
 
     async def describe_models(self) -> dict:
         try:
+            await self._agree_with_predictor()
             providers = await self.predictor.to_async.providers()
         except Exception as e:  # the listing must not fail because the predictor is busy
             providers = {"error": str(e)}
@@ -318,9 +340,9 @@ class Skyguard:
         if ebv is not None and len(ebv) != len(items):
             raise _refuse(task, [InputError("bad_value", f"{len(ebv)} ebv values for "
                                             f"{len(items)} cutouts", "ebv")])  # fmt: skip
+        items = list(items)
         values: list[float | None] = [None] * len(items)
         if "ebv" in spec.info["inputs"]:
-            items = list(items)
             for k, c in enumerate(items):
                 if isinstance(c, Cutout):
                     v = ebv[k] if ebv is not None else c.ebv
@@ -336,7 +358,19 @@ class Skyguard:
         bad = [e for e in items if isinstance(e, InputError)]
         answers: list[dict | None] = [None] * len(items)
         if good:
-            rows = spec.pack([c for _, c in good], [values[k] for k, _ in good])
+            rows = await asyncio.to_thread(
+                spec.pack, [c for _, c in good], [values[k] for k, _ in good]
+            )
+            finite = np.isfinite(rows).all(1)
+            if not finite.all():  # e.g. an absurd MAGZP overflowing the flux scale
+                for (k, c), ok in zip(list(good), finite, strict=True):
+                    if not ok:
+                        items[k] = InputError("bad_value", "preprocessing gave non-finite "
+                                              "values (check MAGZP and BUNIT)", c.id)  # fmt: skip
+                good = [(k, c) for k, c in enumerate(items) if isinstance(c, Cutout)]
+                bad = [e for e in items if isinstance(e, InputError)]
+                rows = rows[finite]
+        if good:
             out = await getattr(self.predictor.to_async, task)(rows)
             for (k, c), row in zip(good, np.asarray(out), strict=True):
                 a = spec.answer(row, c, with_pdf)
@@ -358,6 +392,7 @@ class Skyguard:
         }
 
     async def _files(self, task: str, cutouts: list[Path], repair: Repair, **kw) -> dict:
+        await self._agree_with_predictor()
         spec = self._spec(task)
         items = await asyncio.to_thread(self._decode_files, spec, cutouts, repair)
         return await self._answer(spec, items, **kw)
@@ -365,9 +400,12 @@ class Skyguard:
     async def _arrays(
         self, task: str, images: np.ndarray, ids: list[str] | None, repair: Repair, **kw
     ) -> dict:
+        await self._agree_with_predictor()
         spec = self._spec(task)
         try:
-            items = from_array(images, spec.bands, spec.shape, ids, repair, SETTINGS.limits)
+            items = await asyncio.to_thread(
+                from_array, images, spec.bands, spec.shape, ids, repair, SETTINGS.limits
+            )
         except InputError as e:
             raise _refuse(task, [e]) from None
         return await self._answer(spec, items, **kw)

@@ -134,3 +134,17 @@ def test_store_and_cli(bundle_dir, capsys):
     assert json.loads(capsys.readouterr().out)["task"] == data.task
     assert main(["models", "verify", "skyguard-nothing:latest"]) == 1
     assert "no model 'skyguard-nothing:latest'" in capsys.readouterr().err
+
+
+def test_non_finite_outputs_never_pass(bundle_dir, tmp_path):
+    """NaN outputs (a diverged model) fail the parity check whatever the other outputs do."""
+    from training.bundle import max_parity_error
+
+    path, _ = bundle_dir
+    p = read_bundle(path).parity_data()
+    name = read_bundle(path).info["outputs"][0]
+    ref = {name: p[f"torch_{name}"], "latent": p["torch_latent"]}
+    nan = {name: np.full_like(ref[name], np.nan), "latent": ref["latent"]}
+    assert max_parity_error(ref, nan)[name] == float("inf")
+    with pytest.raises(BundleError, match="outputs"):
+        max_parity_error(ref, {name: ref[name]})  # the latent output missing

@@ -549,3 +549,20 @@ def test_request_arguments_are_checked():
         read_fits(GOOD_FILE, "a.fits", BANDS, (20,))
     with pytest.raises(ValueError, match="repair must be one of"):
         from_array(CUBE, BANDS, SHAPE, repair="nan")
+
+
+def test_negative_gcount_is_refused_before_astropy():
+    """A one-byte edit (GCOUNT = -1) of a tile-compressed file made astropy loop for minutes."""
+    from astropy.io import fits as _fits
+
+    buf = io.BytesIO()
+    _fits.HDUList(
+        [_fits.PrimaryHDU(), _fits.CompImageHDU(np.zeros((3, 8, 8), np.float32))]
+    ).writeto(buf)
+    data = buf.getvalue()
+    i = data.index(b"GCOUNT  =")
+    card = b"GCOUNT  =                   -1".ljust(80)
+    bad = data[:i] + card + data[i + 80 :]
+    with pytest.raises(InputError, match="GCOUNT = -1: must be a non-negative integer") as e:
+        read_fits(bad, "x.fits", ("g", "r", "i"), (8, 8))
+    assert e.value.reason == "bad_fits"

@@ -179,11 +179,16 @@ def read_bundle(path: str | Path, check_files: bool = True) -> Bundle:
 
 def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
     """Scaled largest differences per output: absolute for probs/pdf, relative for latent."""
+    if set(got) != set(ref):
+        raise BundleError(f"outputs {sorted(got)}, expected {sorted(ref)}")
     out = {}
     for k, a in ref.items():
         b = got[k]
         if a.shape != b.shape:
             raise BundleError(f"output {k!r}: shape {b.shape}, expected {a.shape}")
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            out[k] = float("inf")  # NaN or inf outputs never pass
+            continue
         scale = max(1.0, float(np.abs(a).max())) if k == "latent" else 1.0
         out[k] = float(np.abs(a - b).max() / scale)
     return out
@@ -213,12 +218,19 @@ def check_parity(bundle: Bundle, session=None) -> dict[str, float]:
     """Run the bundle's ONNX model on its stored held-out inputs and compare with the stored torch
     outputs; raises :class:`BundleError` above ``PARITY_TOLERANCE``. Returns the errors."""
     session = session or onnx_session(bundle.onnx_path, ["CPUExecutionProvider"])
+    inputs = [i.name for i in session.get_inputs()]
+    if inputs != bundle.info["inputs"]:
+        raise BundleError(f"{bundle.onnx_path}: inputs {inputs}, bundle.json says "
+                          f"{bundle.info['inputs']}")  # fmt: skip
     p = bundle.parity_data()
     got = run_onnx(session, p["image"], p.get("ebv"))
-    ref = {k: p[f"torch_{k}"] for k in got}
-    err = max_parity_error(ref, got)
+    try:
+        ref = {k: p[f"torch_{k}"] for k in bundle.info["outputs"]}
+        err = max_parity_error(ref, got)
+    except (KeyError, BundleError) as e:
+        raise BundleError(f"{bundle.onnx_path}: {e}") from None
     worst = max(err.values())
-    if worst > PARITY_TOLERANCE:
+    if not worst <= PARITY_TOLERANCE:
         raise BundleError(
             f"{bundle.onnx_path}: ONNX output differs from torch by {worst:.2e} "
             f"(> {PARITY_TOLERANCE:g}) on the stored held-out inputs: {err}"

@@ -197,7 +197,7 @@ def _parity(
     )
     ref = {name: probs, "latent": latent}
     err = max_parity_error(ref, got)
-    if max(err.values()) > PARITY_TOLERANCE:
+    if not max(err.values()) <= PARITY_TOLERANCE:
         raise BundleError(
             f"{onnx_path}: ONNX differs from torch by {err} (> {PARITY_TOLERANCE:g}) at export"
         )
@@ -219,7 +219,8 @@ def write_bundle(
     """
     out = Path(out)
     model = model.cpu().eval()
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))  # same file system: rename
     try:
         metrics = evaluate(model, data, n_boot=recipe.n_boot)
         dom = served_domain(data, recipe)
@@ -290,15 +291,17 @@ def write_bundle(
             "files": {f: sha256(tmp / f) for f in FILES},
         }
         (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
+        from .bundle import check_parity
+
+        check_parity(read_bundle(tmp))  # the new bundle is checked before it replaces anything
+        tmp.chmod(0o755)
+        old = out.with_name(out.name + ".old")
         if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
         tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from .bundle import check_parity
-
-    bundle = read_bundle(out)
-    check_parity(bundle)
     return out

@@ -67,8 +67,12 @@ def sigmas_for(d2: Tensor, bandwidth: Bandwidth | Sequence[float]) -> Tensor:
 
 
 def gaussian_kernel(d2: Tensor, sigmas: Tensor) -> Tensor:
-    """Σ_σ exp(−d² / 2σ²), elementwise over a squared-distance matrix."""
-    return torch.exp(-d2[..., None] / (2.0 * sigmas**2)).sum(-1)
+    """Σ_σ exp(−d² / 2σ²), elementwise over a squared-distance matrix (accumulated width by
+    width, so memory stays that of one matrix)."""
+    out = torch.zeros_like(d2)
+    for s in sigmas:
+        out = out + torch.exp(-d2 / (2.0 * s * s))
+    return out
 
 
 def kernel_matrix(z: Tensor, bandwidth: Bandwidth | Sequence[float] = "multi") -> Tensor:

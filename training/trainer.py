@@ -11,8 +11,8 @@ One function, ``fit``, trains a network on a :class:`~training.data.TaskData` un
   examples made against the current weights (with inference-mode batch norm, so the attack does
   not move the running statistics);
 * Adam / AdamW / Adadelta with the recipe's hyper-parameters, optional reduce-on-plateau (003),
-  early stopping on the validation loss (the recipe's own objective on the validation split),
-  the best-validation weights kept;
+  early stopping on the validation loss (the recipe's objective on the clean validation split:
+  supervised + L2 + λ·MMD², without adversarial examples), the best-validation weights kept;
 * one seed fixes initialisation, shuffling, target sampling and augmentation;
 * a checkpoint after every epoch (``checkpoint.pt``), resumed when the same recipe is run again
   into the same directory; ``history.json`` and ``training_curve.png`` after every epoch;
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -347,6 +348,8 @@ def fit(
                 sched.load_state_dict(ck["scheduler"])
             gen.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
+            if ck.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ck["cuda_rng"])
             history, best_val, best_epoch, bad = (
                 ck["history"], ck["best_val"], ck["best_epoch"], ck["bad_epochs"]
             )  # fmt: skip
@@ -391,6 +394,11 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + v * len(b)
             seen += len(b)
         val = evaluate_loss(model, obj, data, "val")
+        if not np.isfinite(val["loss"]) or not all(np.isfinite(v) for v in sums.values()):
+            raise FloatingPointError(
+                f"{recipe.task}/{recipe.architecture}/{recipe.recipe}: non-finite loss at epoch "
+                f"{epoch} (train {sums}, validation {val}); lower the learning rate"
+            )
         row = {
             "epoch": epoch,
             **{f"train_{k}": v / seen for k, v in sums.items()},
@@ -409,23 +417,24 @@ def fit(
             bad += 1
         if progress:
             epochs.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{val['loss']:.4f}")
-        torch.save(
-            {
-                "recipe": recipe.to_dict(),
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "best_val": best_val,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad,
-                "best_state": best_state,
-            },
-            ckpt_path,
-        )
+        state = {
+            "recipe": recipe.to_dict(),
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+            "best_val": best_val,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad,
+            "best_state": best_state,
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        tmp_path = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp_path)
+        os.replace(tmp_path, ckpt_path)  # a kill mid-write leaves the previous checkpoint intact
         _save_history(out, history, recipe)
         if bad >= recipe.patience:
             stopped = True

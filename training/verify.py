@@ -26,6 +26,6 @@ def torch_parity(bundle: Bundle) -> dict[str, float]:
     name = info["outputs"][0]
     got = {name: probs.numpy(), "latent": latent.numpy()}
     err = max_parity_error({k: p[f"torch_{k}"] for k in got}, got)
-    if max(err.values()) > PARITY_TOLERANCE:
+    if not max(err.values()) <= PARITY_TOLERANCE:
         raise BundleError(f"{bundle.path / 'weights.pt'}: torch outputs changed: {err}")
     return {k: float(np.float64(v)) for k, v in err.items()}
