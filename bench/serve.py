@@ -108,6 +108,7 @@ async def _client(url: str, files: list[bytes], n_req: int, per: int, conc: int)
     ms = 1e3 * np.asarray(lat) if lat else np.asarray([np.nan])
     return {
         "errors": len(errors),
+        "error_statuses": sorted(set(errors)),
         "cutouts_per_s": len(lat) * per / wall,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print("HTTP + FITS decoding:    concurrency  cutouts/s  p50 ms  p99 ms  non-200")
             for c, r in http.items():
                 print(f"{'':24}{c:>11}  {r['cutouts_per_s']:9.1f}  {r['p50_ms']:6.0f}  "
-                      f"{r['p99_ms']:6.0f}  {r['errors']:7d}")  # fmt: skip
+                      f"{r['p99_ms']:6.0f}  {r['errors']:7d} {r['error_statuses'] or ''}")  # fmt: skip
             best_raw = max(r["cutouts_per_s"] for b, r in raw.items() if b != "provider")
             best_http = max(r["cutouts_per_s"] for r in http.values())
             print(f"best HTTP / best raw throughput: {best_http / best_raw:.2f} (target >= 0.80)")
