@@ -120,7 +120,7 @@ def bench_http(tag: str, files: list[bytes], env: dict, args) -> dict:
     env = {**env, "SKYGUARD_TASKS": "morphology", "SKYGUARD_MODEL_MORPHOLOGY": tag,
            "SKYGUARD_MAX_BATCH": str(args.max_batch)}  # fmt: skip
     bentoml = Path(sys.executable).parent / "bentoml"
-    log = open(Path(env["BENTOML_HOME"]).parent / f"serve-{port}.log", "w")
+    log = open(Path(tempfile.gettempdir()) / f"skyguard-bench-serve-{port}.log", "w")  # kept
     proc = subprocess.Popen(
         [str(bentoml), "serve", "service.service:Skyguard", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
