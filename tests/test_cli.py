@@ -88,6 +88,7 @@ def test_train_export_and_finetune(tiny_data, tmp_path, capsys):
     assert main(["export", str(run), "--data", str(tiny_data)]) == 0
     assert "stored as skyguard-lsbg:" in capsys.readouterr().out
     assert main(["train", "lsbg", "--recipe", "finetune", "--quick", *common]) == 0
+    assert "stored as skyguard-lsbg-finetune:" in capsys.readouterr().out
     info = json.loads(
         (tmp_path / "lsbg-deepshadows-finetune-quick" / "bundle" / "bundle.json").read_text()
     )

@@ -1,6 +1,8 @@
 """Bundles in the BentoML model store (``bentoml.models.create``; ``bentoml.onnx`` is deprecated).
 
-A bundle is stored as the BentoML model ``skyguard-<task>``, one version per training run, with
+A bundle is stored as the BentoML model ``skyguard-<task>``, one version per training run (a
+``finetune`` bundle, which serves the *target* domain, as ``skyguard-<task>-finetune``, so that it
+never becomes the task's default by being the newest), with
 labels (task, architecture, recipe) and ``bundle.json``'s headline facts as metadata; the model's
 directory holds the bundle files unchanged, so ``training.bundle.read_bundle(model.path)`` checks
 it like any other bundle. The store lives where BentoML puts it (``$BENTOML_HOME``, by default
@@ -47,7 +49,8 @@ def save_bundle(path: str | Path) -> str:
         "seed": info["seed"],
         **_headline(info),
     }
-    with bentoml.models.create(model_name(info["task"]), labels=labels, metadata=metadata) as m:
+    name = model_name(info["task"]) + ("-finetune" if info["recipe"] == "finetune" else "")
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as m:
         for f in Path(path).iterdir():
             if f.is_file():
                 shutil.copy2(f, Path(m.path) / f.name)
