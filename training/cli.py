@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .recipes import RECIPES  # yaml only: --help stays instant
+
 TASKS = ("morphology", "photoz", "lsbg")
 
 
@@ -318,10 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command resumes from the run's checkpoint.",
     )
     t.add_argument("task", choices=TASKS)
-    t.add_argument(
-        "--recipe", default="regular",
-        choices=("regular", "mmd", "adversarial", "mmd+adversarial", "finetune"),
-    )  # fmt: skip
+    t.add_argument("--recipe", default="regular", choices=RECIPES)
     t.add_argument("--quick", action="store_true", help="the recipe's quick variant")
     t.add_argument("--arch", default=None, help="architecture (morphology: convnet|resnet18; "
                    "photoz: inception|simple_cnn)")  # fmt: skip

@@ -70,7 +70,6 @@ def train(
 ) -> RunResult:
     """Train ``task`` under recipe ``recipe_name`` and return the bundle (stored if ``store``)."""
     from . import models
-    from .export import write_bundle
     from .trainer import fit
 
     recipe = load_recipe(task, recipe_name, quick=quick, **overrides)
@@ -95,14 +94,7 @@ def train(
             sum(h["images_per_s"] for h in res.history) / max(len(res.history), 1), 1
         ),
     }
-    bundle = write_bundle(res.model, recipe, data, run_dir / "bundle", training)
-    tag = None
-    if store:
-        from .store import save_bundle
-
-        tag = save_bundle(bundle)
-    metrics = json.loads((bundle / "bundle.json").read_text())["metrics"]
-    return RunResult(run_dir, bundle, tag, metrics, training)
+    return _bundle_and_store(res.model, recipe, data, run_dir, training, store)
 
 
 def export_checkpoint(
@@ -110,7 +102,6 @@ def export_checkpoint(
 ) -> RunResult:
     """Make a bundle from a run directory's ``checkpoint.pt`` (its best-validation weights)."""
     from . import models
-    from .export import write_bundle
     from .trainer import CHECKPOINT
 
     run_dir = Path(run_dir)
@@ -128,7 +119,14 @@ def export_checkpoint(
         "seconds": round(sum(h["seconds"] for h in ck["history"]), 1),
         "exported_from": str(path),
     }
-    bundle = write_bundle(model.eval(), recipe, data, run_dir / "bundle", training)
+    return _bundle_and_store(model.eval(), recipe, data, run_dir, training, store)
+
+
+def _bundle_and_store(model, recipe: Recipe, data, run_dir: Path, training: dict, store: bool):
+    """Write ``run_dir/bundle`` (checked), store it if asked; the run's result."""
+    from .export import write_bundle
+
+    bundle = write_bundle(model, recipe, data, run_dir / "bundle", training)
     tag = None
     if store:
         from .store import save_bundle
