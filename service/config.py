@@ -20,6 +20,22 @@ variable                       default                            meaning
 ``SKYGUARD_MONITOR_BACKLOG``   ``64``                             unanswered monitor calls before
                                                                   latents are dropped
 ``SKYGUARD_MONITOR_WINDOW``    ``2000``                           latents kept per task
+``SKYGUARD_DRIFT_WINDOW``      ``200``                            latents per windowed MMD² test
+``SKYGUARD_DRIFT_EVERY``       ``100``                            new latents between tests
+``SKYGUARD_DRIFT_ALPHA``       ``0.05``                           level of the windowed test
+``SKYGUARD_DRIFT_PERMUTATIONS`` ``500``                           permutations per test
+``SKYGUARD_DRIFT_BANDWIDTH``   ``median``                         ``median`` heuristic or 002's
+                                                                  ``multi`` widths
+``SKYGUARD_ONLINE_WINDOW``     ``32``                             online detector's window
+``SKYGUARD_ONLINE_ERT``        ``2000``                           online detector: latents
+                                                                  between false alarms (0: off)
+``SKYGUARD_CANARY_INTERVAL_S`` ``3600``                           seconds between canary rounds
+                                                                  (0: only on request)
+``SKYGUARD_CANARY_DELAY_S``    ``60``                             first round after start-up
+``SKYGUARD_CANARY_ATTACKS``    ``onepixel,fgsm,pgd_linf,pgd_l2``  attacks per round
+``SKYGUARD_CANARY_BUDGET_S``   ``120``                            wall time per attack run
+``SKYGUARD_CANARY_MAX``        ``64``                             canaries per run
+``SKYGUARD_CANARY_THREADS``    ``1``                              CPU threads the canaries use
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
 =============================  =================================  ===============================
@@ -76,6 +92,19 @@ class Settings:
     monitor_backlog: int = 64
     monitor_window: int = 2000
     monitor_timeout_s: float = 10.0
+    drift_window: int = 200
+    drift_every: int = 100
+    drift_alpha: float = 0.05
+    drift_permutations: int = 500
+    drift_bandwidth: str = "median"
+    online_window: int = 32
+    online_ert: int = 2000
+    canary_interval_s: float = 3600.0
+    canary_delay_s: float = 60.0
+    canary_attacks: tuple[str, ...] = ("onepixel", "fgsm", "pgd_linf", "pgd_l2")
+    canary_budget_s: float = 120.0
+    canary_max: int = 64
+    canary_threads: int = 1
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
@@ -93,6 +122,19 @@ def from_env() -> Settings:
         raise ValueError(f"SKYGUARD_PROVIDER={provider!r}: choose auto, cuda or cpu")
     models = {t: os.environ[f"SKYGUARD_MODEL_{t.upper()}"] for t in tasks
               if f"SKYGUARD_MODEL_{t.upper()}" in os.environ}  # fmt: skip
+    bandwidth = os.environ.get("SKYGUARD_DRIFT_BANDWIDTH", "median")
+    if bandwidth not in ("median", "multi"):
+        raise ValueError(f"SKYGUARD_DRIFT_BANDWIDTH={bandwidth!r}: choose median or multi")
+    attacks = tuple(
+        a.strip()
+        for a in os.environ.get("SKYGUARD_CANARY_ATTACKS", ",".join(Settings.canary_attacks))
+        .split(",")
+        if a.strip()
+    )
+    if bad := [a for a in attacks if a not in Settings.canary_attacks]:
+        raise ValueError(
+            f"SKYGUARD_CANARY_ATTACKS: unknown {bad}; known: {list(Settings.canary_attacks)}"
+        )
     limits = Limits(
         max_bytes=_int("SKYGUARD_MAX_UPLOAD_BYTES", Limits().max_bytes),
         max_cutouts=_int("SKYGUARD_MAX_CUTOUTS", Limits().max_cutouts),
@@ -110,4 +152,17 @@ def from_env() -> Settings:
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
         monitor_window=_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10),
         monitor_timeout_s=_float("SKYGUARD_MONITOR_TIMEOUT_S", 10.0, 0.01, 600.0),
+        drift_window=_int("SKYGUARD_DRIFT_WINDOW", 200, minimum=4),
+        drift_every=_int("SKYGUARD_DRIFT_EVERY", 100),
+        drift_alpha=_float("SKYGUARD_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
+        drift_permutations=_int("SKYGUARD_DRIFT_PERMUTATIONS", 500, minimum=19),
+        drift_bandwidth=bandwidth,
+        online_window=_int("SKYGUARD_ONLINE_WINDOW", 32, minimum=2),
+        online_ert=_int("SKYGUARD_ONLINE_ERT", 2000, minimum=0),
+        canary_interval_s=_float("SKYGUARD_CANARY_INTERVAL_S", 3600.0, 0.0, 1e7),
+        canary_delay_s=_float("SKYGUARD_CANARY_DELAY_S", 60.0, 0.0, 1e7),
+        canary_attacks=attacks,
+        canary_budget_s=_float("SKYGUARD_CANARY_BUDGET_S", 120.0, 0.1, 1e5),
+        canary_max=_int("SKYGUARD_CANARY_MAX", 64),
+        canary_threads=_int("SKYGUARD_CANARY_THREADS", 1),
     )

@@ -13,8 +13,8 @@
 * ``Predictor`` — one batchable array API per task on ONNX Runtime (CUDA when present), with
   adaptive batching across gateway requests. It hands the latents to the monitor without
   waiting: a slow or absent monitor costs dropped latents (counted), never predictions.
-* ``Monitor`` — one worker that receives latents and keeps a window per task (the drift tests
-  and canaries build on it).
+* ``Monitor`` (``service.monitor``) — one worker that receives latents, runs the drift tests
+  and the canary schedule. ``GET /v1/drift`` and ``GET /v1/robustness`` show its latest results.
 
 Everything is configured by ``SKYGUARD_*`` environment variables (``service.config``).
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from http import HTTPStatus
 from pathlib import Path
 from typing import Literal
@@ -35,17 +34,11 @@ from _bentoml_sdk.service.factory import Service
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 
-from monitors.metrics import (
-    LATENTS_DROPPED,
-    LATENTS_RECEIVED,
-    LATENTS_SENT,
-    OOD_SCORE,
-    PREDICTIONS,
-    REJECTED,
-)
+from monitors.metrics import LATENTS_DROPPED, LATENTS_SENT, OOD_SCORE, PREDICTIONS, REJECTED
 
 from .config import from_env
 from .fits_input import Cutout, InputError, from_array, read_fits
+from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec
 
 log = logging.getLogger("skyguard.service")
@@ -123,34 +116,6 @@ def _refuse(task: str, errors: list[InputError]) -> RequestRefused:
     return RequestRefused(f"all {len(errors)} cutouts were refused: {detail}", status)
 
 
-@bentoml.service(name="skyguard-monitor", workers=1, traffic={"timeout": 30})
-class Monitor:
-    """Receives latent vectors and keeps the most recent ``SKYGUARD_MONITOR_WINDOW`` per task."""
-
-    def __init__(self) -> None:
-        self.windows = {t: deque(maxlen=SETTINGS.monitor_window) for t in SETTINGS.tasks}
-        self.received = dict.fromkeys(SETTINGS.tasks, 0)
-
-    @bentoml.api
-    async def ingest(self, task: str, latents: np.ndarray) -> dict:
-        """Append latents [N, D] of ``task`` to its window; returns the window's fill."""
-        if task not in self.windows:
-            raise InvalidArgument(f"task {task!r} is not served; served: {list(self.windows)}")
-        lat = np.asarray(latents, dtype=np.float32)
-        if lat.ndim != 2:
-            raise InvalidArgument(f"latents must be [N, D], got shape {lat.shape}")
-        self.windows[task].extend(lat)
-        self.received[task] += len(lat)
-        LATENTS_RECEIVED.labels(task=task).inc(len(lat))
-        return {"task": task, "window": len(self.windows[task]), "received": self.received[task]}
-
-    @bentoml.api
-    async def status(self) -> dict:
-        return {
-            t: {"window": len(w), "received": self.received[t]} for t, w in self.windows.items()
-        }
-
-
 def _batched(fn):
     return bentoml.api(
         batchable=True, max_batch_size=SETTINGS.max_batch, max_latency_ms=SETTINGS.max_latency_ms
@@ -190,7 +155,9 @@ class Predictor:
     async def _send(self, task: str, latents: np.ndarray) -> None:
         try:
             await asyncio.wait_for(
-                self.monitor.to_async.ingest(task=task, latents=latents),
+                self.monitor.to_async.ingest(
+                    task=task, latents=latents, bundle=str(self.models[task].spec.bundle.path)
+                ),
                 SETTINGS.monitor_timeout_s,
             )
             LATENTS_SENT.labels(task=task).inc(len(latents))
@@ -239,6 +206,19 @@ async def list_models() -> dict:
     return await svc.describe_models()
 
 
+@v1.get("/drift", summary="Per task: latents received, the latest windowed MMD² test and the "
+        "online detector's latest statistic")  # fmt: skip
+async def drift_status() -> dict:
+    svc = bentoml.get_current_service()
+    return await svc.monitor.to_async.status()
+
+
+@v1.get("/robustness", summary="The latest canary run per model and attack")
+async def robustness() -> dict:
+    svc = bentoml.get_current_service()
+    return await svc.monitor.to_async.robustness()
+
+
 @bentoml.asgi_app(v1, path="/v1")
 @bentoml.service(
     name="skyguard",
@@ -250,6 +230,7 @@ class Skyguard:
     """The HTTP gateway: FITS or arrays in, one answer per cutout out."""
 
     predictor = bentoml.depends(Predictor)
+    monitor = bentoml.depends(Monitor)
 
     def __init__(self) -> None:
         self.specs = {t: TaskSpec.from_ref(t, SETTINGS.model_ref(t)) for t in SETTINGS.tasks}

@@ -194,15 +194,19 @@ def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> 
     return out
 
 
-def onnx_session(path: str | Path, providers: list[str] | None = None):
+def onnx_session(path: str | Path, providers: list[str] | None = None, threads: int = 0):
     """An ONNX Runtime session on the first available of ``providers`` (default: CUDA, then
-    CPU)."""
+    CPU); ``threads`` > 0 caps its CPU threads (e.g. for background canaries)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     wanted = providers or ["CUDAExecutionProvider", "CPUExecutionProvider"]
     chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), providers=chosen)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=chosen)
 
 
 def run_onnx(session, image: np.ndarray, ebv: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -10,14 +10,20 @@ from . import models
 from .bundle import PARITY_TOLERANCE, Bundle, BundleError, max_parity_error
 
 
-def torch_parity(bundle: Bundle) -> dict[str, float]:
-    """Largest scaled differences between ``weights.pt`` run now and the stored torch outputs."""
+def torch_model(bundle: Bundle) -> torch.nn.Module:
+    """The bundle's network with its ``weights.pt``, in eval mode, on the CPU."""
     info = bundle.info
     net = models.build(info["architecture"], **info["hyperparameters"].get("model_kwargs", {}))
     net.load_state_dict(
         torch.load(bundle.path / "weights.pt", map_location="cpu", weights_only=True)
     )
-    net.eval()
+    return net.eval()
+
+
+def torch_parity(bundle: Bundle) -> dict[str, float]:
+    """Largest scaled differences between ``weights.pt`` run now and the stored torch outputs."""
+    info = bundle.info
+    net = torch_model(bundle)
     p = bundle.parity_data()
     extra = () if "ebv" not in p else (torch.from_numpy(p["ebv"]),)
     with torch.no_grad():

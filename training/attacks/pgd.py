@@ -8,6 +8,7 @@ gradient is what the method needs (a step of length α), so that is what is used
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -44,12 +45,14 @@ def pgd(
     random_start: bool = False,
     bounds: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """``n_iter`` steps of size ``alpha`` inside the ``norm`` ball of radius ``eps`` around x.
 
     x [N, C, H, W] in model-input units; ``target`` as for ``fgsm``. ``random_start`` begins from
     a uniform point of the L∞ ball (or a uniform direction at a uniform radius for L2), drawn with
-    ``generator`` (seeded runs). Returns perturbed images, detached, within ``bounds``.
+    ``generator`` (seeded runs). ``on_step(k, x_k)``, when given, sees the perturbed images after
+    each step k = 1 … n_iter (e.g. to record when each image first flips). Returns perturbed images, detached, within ``bounds``.
     """
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
@@ -67,9 +70,11 @@ def pgd(
     else:
         delta = torch.zeros_like(x)
     sign = -1.0 if targeted else 1.0
-    for _ in range(n_iter):
+    for k in range(1, n_iter + 1):
         adv = clamp(x + delta, bounds)
         grad = input_gradient(model, adv, target, loss_fn, extra)
         step = grad.sign() if norm == "linf" else grad / _per_image_norm(grad)
         delta = project(adv - x + sign * alpha * step, eps, norm)
+        if on_step is not None:
+            on_step(k, clamp(x + delta, bounds).detach())
     return clamp(x + delta, bounds).detach()

@@ -1,0 +1,203 @@
+"""The monitor service (DESIGN.md, "Runtime topology"): one worker that receives the predictor's
+latents, runs the drift tests and the canary schedule, and owns skyguard's monitoring metrics.
+
+* **Drift.** Per task a ``monitors.watch.DriftWatch`` on the served bundle's reference latents:
+  every latent goes through the online detector (bootstrap-calibrated for an expected run time,
+  built in a thread after start-up), and once ``SKYGUARD_DRIFT_WINDOW`` latents are there the
+  windowed permutation MMD² test runs every ``SKYGUARD_DRIFT_EVERY`` new latents, in a thread.
+* **Canaries.** Every ``SKYGUARD_CANARY_INTERVAL_S`` (first round ``SKYGUARD_CANARY_DELAY_S``
+  after start), each task's canaries are attacked (``monitors.canaries``) and scored by an ONNX
+  Runtime session on the served bundle's model.onnx with the predictor's execution provider,
+  capped at ``SKYGUARD_CANARY_THREADS`` CPU threads and ``SKYGUARD_CANARY_BUDGET_S`` per attack;
+  ``run_canaries`` starts a round on request.
+
+The predictor names the bundle it serves with each batch of latents; a different one (a new
+default model picked up by a restarted predictor) replaces the task's watch and canaries, so the
+monitor always judges the model that answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import InvalidArgument
+
+from monitors.metrics import (
+    LATENTS_RECEIVED,
+    publish_canary,
+    publish_drift_test,
+    publish_drift_window,
+)
+from monitors.watch import DriftWatch, WatchConfig
+
+from .config import from_env
+from .runtime import choose_providers, load_bundle
+
+log = logging.getLogger("skyguard.monitor")
+SETTINGS = from_env()
+
+
+def _watch_config() -> WatchConfig:
+    s = SETTINGS
+    return WatchConfig(
+        window=s.drift_window, every=s.drift_every, keep=max(s.monitor_window, s.drift_window),
+        alpha=s.drift_alpha, n_permutations=s.drift_permutations, bandwidth=s.drift_bandwidth,
+        online_window=s.online_window, ert=s.online_ert,
+    )  # fmt: skip
+
+
+@bentoml.service(name="skyguard-monitor", workers=1, traffic={"timeout": 600})
+class Monitor:
+    """Drift windows and canaries of every served task."""
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(SETTINGS.canary_threads)  # this worker must not starve serving
+        self.bundles = {t: load_bundle(SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
+        self.watches = {t: self._watch(t) for t in SETTINGS.tasks}
+        self._testing: set[str] = set()
+        self._runners: dict[str, object] = {}
+        self.canary_results: dict[str, dict[str, dict]] = {t: {} for t in SETTINGS.tasks}
+        self._canary_lock = asyncio.Lock()
+        self._background: set[asyncio.Task] = set()
+
+    def _watch(self, task: str) -> DriftWatch:
+        return DriftWatch(task, self.bundles[task].reference_latents(), _watch_config())
+
+    def _spawn(self, coro) -> None:
+        job = asyncio.ensure_future(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    @bentoml.on_startup
+    async def _start(self) -> None:
+        for watch in self.watches.values():
+            self._spawn(asyncio.to_thread(watch.calibrate_online))
+            publish_drift_window(watch.task, watch.fill, None, 0)
+        self._spawn(self._canary_schedule())
+
+    @bentoml.on_shutdown
+    async def _stop(self) -> None:
+        for job in list(self._background):
+            job.cancel()
+
+    # --- drift ----------------------------------------------------------------------------
+    async def _follow(self, task: str, bundle_path: str) -> None:
+        """Switch the task's watch and canaries to the bundle the predictor says it serves."""
+        if not bundle_path or str(self.bundles[task].path) == bundle_path:
+            return
+        log.warning("%s: predictor serves %s, monitor had %s; following the predictor",
+                    task, bundle_path, self.bundles[task].path)  # fmt: skip
+        self.bundles[task] = await asyncio.to_thread(load_bundle, bundle_path)
+        self.watches[task] = self._watch(task)
+        self._runners.pop(task, None)
+        self._spawn(asyncio.to_thread(self.watches[task].calibrate_online))
+
+    async def _windowed_test(self, watch: DriftWatch) -> None:
+        try:
+            result = await asyncio.to_thread(watch.test)
+            publish_drift_test(watch.task, result)
+        except Exception:  # a failed test must not stop the monitor; it is logged
+            log.exception("%s: windowed drift test failed", watch.task)
+        finally:
+            self._testing.discard(watch.task)
+
+    @bentoml.api
+    async def ingest(self, task: str, latents: np.ndarray, bundle: str = "") -> dict:
+        """Add latents [N, D] of ``task`` (served by ``bundle``, a bundle directory)."""
+        if task not in self.watches:
+            raise InvalidArgument(f"task {task!r} is not served; served: {list(self.watches)}")
+        await self._follow(task, bundle)
+        watch = self.watches[task]
+        lat = np.asarray(latents, dtype=np.float32)
+        if lat.ndim != 2 or lat.shape[1] != watch.reference.shape[1]:
+            raise InvalidArgument(
+                f"latents must be [N, {watch.reference.shape[1]}], got shape {lat.shape}"
+            )
+        alarms = await asyncio.to_thread(watch.add, lat)
+        LATENTS_RECEIVED.labels(task=task).inc(len(lat))
+        publish_drift_window(task, watch.fill, watch.last_online, alarms)
+        if watch.due() and task not in self._testing:
+            self._testing.add(task)
+            self._spawn(self._windowed_test(watch))
+        return {"task": task, "received": watch.received, "fill": watch.fill}
+
+    @bentoml.api
+    async def status(self) -> dict:
+        """Per task: latents received, window fill, the latest windowed test and online result."""
+        return {
+            t: {"model": str(self.bundles[t].path), **w.status()} for t, w in self.watches.items()
+        }
+
+    # --- canaries -------------------------------------------------------------------------
+    def _runner(self, task: str):
+        from monitors.canaries import CanaryConfig, CanaryRunner
+        from training.bundle import onnx_session
+
+        if task not in self._runners:
+            bundle = self.bundles[task]
+            session = onnx_session(
+                bundle.onnx_path, choose_providers(SETTINGS.provider), SETTINGS.canary_threads
+            )
+            config = CanaryConfig(budget_s=SETTINGS.canary_budget_s,
+                                  max_canaries=SETTINGS.canary_max)  # fmt: skip
+            self._runners[task] = CanaryRunner(bundle, session, config)
+        return self._runners[task]
+
+    def _run_one(self, task: str, attack: str) -> dict:
+        from monitors.canaries import CanaryResult
+
+        t0 = time.perf_counter()
+        try:
+            return self._runner(task).run(attack).to_dict()
+        except Exception as e:  # one attack failing must not end the round; it is counted
+            log.exception("%s: canary %s failed", task, attack)
+            return CanaryResult(
+                task=task, attack=attack, model=str(self.bundles[task].path), outcome="error",
+                n=0, flipped=0, flip_ratio=float("nan"), accuracy_under_attack=float("nan"),
+                median_steps=float("nan"), median_latent_distance=float("nan"),
+                duration_s=time.perf_counter() - t0, finished_at=time.time(),
+                error=f"{type(e).__name__}: {e}",
+            ).to_dict()  # fmt: skip
+
+    async def _round(self, tasks: list[str], attacks: list[str]) -> list[dict]:
+        out = []
+        async with self._canary_lock:
+            for task in tasks:
+                applicable = [a for a in attacks if not (a == "onepixel" and task == "photoz")]
+                for attack in applicable:
+                    result = await asyncio.to_thread(self._run_one, task, attack)
+                    publish_canary(result)
+                    self.canary_results[task][attack] = result
+                    out.append(result)
+        return out
+
+    async def _canary_schedule(self) -> None:
+        if not SETTINGS.canary_interval_s:
+            return
+        await asyncio.sleep(SETTINGS.canary_delay_s)
+        while True:
+            await self._round(list(self.watches), list(SETTINGS.canary_attacks))
+            await asyncio.sleep(SETTINGS.canary_interval_s)
+
+    @bentoml.api
+    async def run_canaries(self, task: str = "", attack: str = "") -> list[dict]:
+        """Run one canary round now (all tasks / configured attacks unless named)."""
+        tasks = [task] if task else list(self.watches)
+        attacks = [attack] if attack else list(SETTINGS.canary_attacks)
+        if unknown := [t for t in tasks if t not in self.watches]:
+            raise InvalidArgument(f"tasks {unknown} are not served; served: {list(self.watches)}")
+        if bad := [a for a in attacks if a not in ("onepixel", "fgsm", "pgd_linf", "pgd_l2")]:
+            raise InvalidArgument(f"unknown attacks {bad}")
+        return await self._round(tasks, attacks)
+
+    @bentoml.api
+    async def robustness(self) -> dict:
+        """The latest canary run per task and attack, with the model it attacked."""
+        return {t: {"model": str(self.bundles[t].path), "attacks": r}
+                for t, r in self.canary_results.items()}  # fmt: skip
