@@ -64,16 +64,21 @@ class CanaryResult:
 @dataclass(frozen=True)
 class CanaryConfig:
     """eps, alpha, n_iter : None → the task's ``adversarial`` recipe values (model-input units);
+    eps_scale : multiplies ε and α (probe stronger or weaker attacks than the recipe's);
     population, generations : one-pixel DE settings (002 §5.2 caps generations at 80);
-    batch : canaries per mini-batch; budget_s : wall-time budget of one run; max_canaries :
+    batch, onepixel_batch : canaries per mini-batch (the one-pixel attack makes population ×
+    generations model calls per canary, so its mini-batches are small and the budget, checked
+    between mini-batches, is kept closely); budget_s : wall-time budget of one run; max_canaries :
     at most this many canaries per run (the first ones of the balanced set)."""
 
     eps: float | None = None
+    eps_scale: float = 1.0
     alpha: float | None = None
     n_iter: int | None = None
     population: int = 400
     generations: int = 80
     batch: int = 16
+    onepixel_batch: int = 2
     budget_s: float = 120.0
     max_canaries: int = 64
     seed: int = 0
@@ -88,11 +93,11 @@ class CanaryRunner:
         self.bundle, self.session = bundle, session
         self.config = config or CanaryConfig()
         self.task = bundle.task
-        self.model_name = f"{bundle.info['name']}:{bundle.path.name}"
+        self.model_name = f"{bundle.info['name']}:{bundle.path.name}"  # store name:version
         recipe = load_recipe(self.task, "adversarial")
         c = self.config
-        self.eps = c.eps if c.eps is not None else recipe.adv_eps
-        self.alpha = c.alpha if c.alpha is not None else recipe.pgd_alpha
+        self.eps = c.eps_scale * (c.eps if c.eps is not None else recipe.adv_eps)
+        self.alpha = c.eps_scale * (c.alpha if c.alpha is not None else recipe.pgd_alpha)
         self.n_iter = c.n_iter if c.n_iter is not None else recipe.adv_iter
         self.bounds = (0.0, 1.0) if self.task != "photoz" else None
         self.x, self.target, self.ebv, self.z = self._canary_inputs()
@@ -167,12 +172,13 @@ class CanaryRunner:
         return adv.numpy(), first
 
     def _onepixel_batch(self, sl: slice, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        from training.attacks.onepixel import one_pixel_attack, onnx_predictor
+        from training.attacks.onepixel import one_pixel, onnx_predictor
 
         c = self.config
-        res = one_pixel_attack(
-            onnx_predictor(self.session), self.x[sl], self.target[sl], bounds=self.bounds,
-            population=c.population, max_generations=c.generations, seed=seed,
+        res = one_pixel(
+            onnx_predictor(self.session, output_name=self.bundle.info["outputs"][0]),
+            self.x[sl], self.target[sl], bounds=self.bounds, population=c.population,
+            generations=c.generations, seed=seed,
         )  # fmt: skip
         return res.images.astype(np.float32), res.generations.astype(np.float64)
 
@@ -184,11 +190,12 @@ class CanaryRunner:
             raise ValueError("the one-pixel attack is for classifiers; photoz has no class to flip")
         t0 = time.perf_counter()
         flipped, steps, dist, n, outcome = [], [], [], 0, "ok"
-        for i, start in enumerate(range(0, len(self.x), self.config.batch)):
+        step = self.config.onepixel_batch if attack == "onepixel" else self.config.batch
+        for i, start in enumerate(range(0, len(self.x), step)):
             if time.perf_counter() - t0 > self.config.budget_s:
                 outcome = "over_budget"
                 break
-            sl = slice(start, start + self.config.batch)
+            sl = slice(start, start + step)
             if attack == "onepixel":
                 adv, first = self._onepixel_batch(sl, self.config.seed + i)
             else:

@@ -173,7 +173,7 @@ def publish_canary(result: dict) -> None:
         return
     CANARY_FLIP_RATIO.labels(**labels).set(result["flip_ratio"])
     CANARY_ACCURACY.labels(**labels).set(result["accuracy_under_attack"])
+    # a run that flipped nothing has no distance or steps: NaN, not the previous run's figure
     for gauge, key in ((CANARY_LATENT_DISTANCE, "median_latent_distance"),
                        (CANARY_STEPS, "median_steps")):  # fmt: skip
-        if result[key] is not None:
-            gauge.labels(**labels).set(result[key])
+        gauge.labels(**labels).set(float("nan") if result[key] is None else result[key])

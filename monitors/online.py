@@ -112,7 +112,9 @@ class OnlineMMDDrift:
         w = self.window
         i = torch.from_numpy(idx)
         g = k_cc[i[:, :, None], i[:, None, :]]  # [B, L, L], zero diagonal
-        p = torch.nn.functional.pad(g.cumsum(1).cumsum(2), (1, 0, 1, 0))  # prefix sums [B, L+1, L+1]
+        p = torch.nn.functional.pad(
+            g.cumsum(1).cumsum(2), (1, 0, 1, 0)
+        )  # prefix sums [B, L+1, L+1]
         ends = torch.arange(w, idx.shape[1] + 1)  # window [e − W, e)
         starts = ends - w
         s_ww = p[:, ends, ends] - p[:, starts, ends] - p[:, ends, starts] + p[:, starts, starts]

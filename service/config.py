@@ -36,6 +36,10 @@ variable                       default                            meaning
 ``SKYGUARD_CANARY_BUDGET_S``   ``120``                            wall time per attack run
 ``SKYGUARD_CANARY_MAX``        ``64``                             canaries per run
 ``SKYGUARD_CANARY_THREADS``    ``1``                              CPU threads the canaries use
+``SKYGUARD_CANARY_EPS_SCALE``  ``1``                              FGSM/PGD ε and step × this
+                                                                  (1: the adversarial recipe's)
+``SKYGUARD_CANARY_POPULATION`` ``400``                            one-pixel DE population
+``SKYGUARD_CANARY_GENERATIONS`` ``80``                            one-pixel DE generations (max)
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
 =============================  =================================  ===============================
@@ -105,6 +109,9 @@ class Settings:
     canary_budget_s: float = 120.0
     canary_max: int = 64
     canary_threads: int = 1
+    canary_eps_scale: float = 1.0
+    canary_population: int = 400
+    canary_generations: int = 80
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
@@ -127,8 +134,9 @@ def from_env() -> Settings:
         raise ValueError(f"SKYGUARD_DRIFT_BANDWIDTH={bandwidth!r}: choose median or multi")
     attacks = tuple(
         a.strip()
-        for a in os.environ.get("SKYGUARD_CANARY_ATTACKS", ",".join(Settings.canary_attacks))
-        .split(",")
+        for a in os.environ.get("SKYGUARD_CANARY_ATTACKS", ",".join(Settings.canary_attacks)).split(
+            ","
+        )
         if a.strip()
     )
     if bad := [a for a in attacks if a not in Settings.canary_attacks]:
@@ -165,4 +173,7 @@ def from_env() -> Settings:
         canary_budget_s=_float("SKYGUARD_CANARY_BUDGET_S", 120.0, 0.1, 1e5),
         canary_max=_int("SKYGUARD_CANARY_MAX", 64),
         canary_threads=_int("SKYGUARD_CANARY_THREADS", 1),
+        canary_eps_scale=_float("SKYGUARD_CANARY_EPS_SCALE", 1.0, 1e-3, 1e3),
+        canary_population=_int("SKYGUARD_CANARY_POPULATION", 400, minimum=4),
+        canary_generations=_int("SKYGUARD_CANARY_GENERATIONS", 80),
     )

@@ -41,6 +41,10 @@ log = logging.getLogger("skyguard.monitor")
 SETTINGS = from_env()
 
 
+def _model_label(bundle) -> str:
+    return f"{bundle.info['name']}:{bundle.path.name}"
+
+
 def _watch_config() -> WatchConfig:
     s = SETTINGS
     return WatchConfig(
@@ -144,8 +148,11 @@ class Monitor:
             session = onnx_session(
                 bundle.onnx_path, choose_providers(SETTINGS.provider), SETTINGS.canary_threads
             )
-            config = CanaryConfig(budget_s=SETTINGS.canary_budget_s,
-                                  max_canaries=SETTINGS.canary_max)  # fmt: skip
+            config = CanaryConfig(
+                budget_s=SETTINGS.canary_budget_s, max_canaries=SETTINGS.canary_max,
+                population=SETTINGS.canary_population, generations=SETTINGS.canary_generations,
+                eps_scale=SETTINGS.canary_eps_scale,
+            )  # fmt: skip
             self._runners[task] = CanaryRunner(bundle, session, config)
         return self._runners[task]
 
@@ -158,7 +165,7 @@ class Monitor:
         except Exception as e:  # one attack failing must not end the round; it is counted
             log.exception("%s: canary %s failed", task, attack)
             return CanaryResult(
-                task=task, attack=attack, model=str(self.bundles[task].path), outcome="error",
+                task=task, attack=attack, model=_model_label(self.bundles[task]), outcome="error",
                 n=0, flipped=0, flip_ratio=float("nan"), accuracy_under_attack=float("nan"),
                 median_steps=float("nan"), median_latent_distance=float("nan"),
                 duration_s=time.perf_counter() - t0, finished_at=time.time(),

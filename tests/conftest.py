@@ -40,3 +40,17 @@ def tiny_data(tmp_path_factory):
     for task in TASKS:
         generate(simulator(task), 40, root, seed=3, workers=2, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def bundles(tiny_data, tmp_path_factory):
+    """One quick bundle per task in the session's BentoML store (one epoch on ``tiny_data``):
+    the data root."""
+    from training.runs import train
+    from training.simulate import TASKS
+
+    out = tmp_path_factory.mktemp("service_runs")
+    for task in TASKS:
+        train(task, "regular", quick=True, data_root=tiny_data, out_root=out, progress=False,
+              epochs=1, n_canaries=6, n_parity=4, n_boot=20)  # fmt: skip
+    return tiny_data

@@ -35,18 +35,6 @@ SERVER_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def bundles(tiny_data, tmp_path_factory):
-    """One quick bundle per task in the session's BentoML store."""
-    from training.runs import train
-
-    out = tmp_path_factory.mktemp("service_runs")
-    for task in BANDS:
-        train(task, "regular", quick=True, data_root=tiny_data, out_root=out, progress=False,
-              epochs=1, n_canaries=6, n_parity=4, n_boot=20)  # fmt: skip
-    return tiny_data
-
-
 def _cube(task: str, *, bands=None, size=None, value=None, header=None, rng=None) -> bytes:
     """A FITS cube of sky-like noise plus a blob, in memory."""
     rng = rng or np.random.default_rng(0)
