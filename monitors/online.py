@@ -98,6 +98,9 @@ class OnlineMMDDrift:
         self.sigmas = sigmas_for(squared_distances(self.r, self.r), bandwidth)
         k_rr = self._k(self.r, self.r)
         self.c_rr = float((k_rr.sum() - k_rr.diagonal().sum()) / (n_r * (n_r - 1)))
+        self._r_np = self.r.numpy()
+        self._r_sq = (self._r_np**2).sum(1)
+        self._sig2 = (self.sigmas**2).numpy()
         self.thresholds = self._calibrate(
             pool, n_bootstraps or 20 * ert, np.random.default_rng(rng.integers(2**63)), chunk
         )
@@ -106,6 +109,12 @@ class OnlineMMDDrift:
 
     def _k(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return gaussian_kernel(squared_distances(x, y), self.sigmas)
+
+    def _k_row(self, z: np.ndarray, y: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
+        """k(z, y_j) [M] for one latent z [D] against y [M, D] with ‖y_j‖² = y_sq: numpy, as
+        torch's per-call overhead dominates at this size."""
+        d2 = np.maximum(y_sq + z @ z - 2.0 * (y @ z), 0.0)
+        return np.exp(-d2[None, :] / (2.0 * self._sig2[:, None])).sum(0)
 
     def _stream_statistics(self, k_cc: torch.Tensor, r_c: torch.Tensor, idx: np.ndarray):
         """MMD² after each of the T steps [B, T] of the streams idx [B, W + T] into the pool."""
@@ -145,29 +154,30 @@ class OnlineMMDDrift:
     def reset(self) -> None:
         """Forget the stream (after an alarm has been handled, or a new model is loaded)."""
         d = self.r.shape[1]
-        self._win = torch.zeros((self.window, d), dtype=torch.float64)
-        self._k_win = torch.zeros((self.window, self.window), dtype=torch.float64)
-        self._r_mean = torch.zeros(self.window, dtype=torch.float64)
+        self._win = np.zeros((self.window, d))
+        self._win_sq = np.zeros(self.window)
+        self._k_win = np.zeros((self.window, self.window))
+        self._r_mean = np.zeros(self.window)
         self._s_ww = 0.0
         self._seen = 0
 
     def score(self, x: np.ndarray) -> OnlineScore:
         """Add one latent x [D] to the stream and return the statistic after it."""
-        z = torch.as_tensor(np.asarray(x, dtype=np.float64)).reshape(1, -1)
-        if z.shape[1] != self.r.shape[1] or not torch.isfinite(z).all():
-            raise ValueError(f"x must be a finite [{self.r.shape[1]}] latent, got {tuple(z.shape)}")
+        z = np.asarray(x, dtype=np.float64).reshape(-1)
+        if z.shape[0] != self.r.shape[1] or not np.isfinite(z).all():
+            raise ValueError(f"x must be a finite [{self.r.shape[1]}] latent, got {np.shape(x)}")
         w, slot = self.window, self._seen % self.window
         n = min(self._seen, w)  # latents in the window before this one
         if n == w:  # evict the oldest latent, which sits in this slot
             self._s_ww -= 2.0 * float(self._k_win[slot].sum())
-        row = self._k(z, self._win)[0]
+        row = self._k_row(z, self._win, self._win_sq)
         row[slot] = 0.0
         if n < w:
             row[n:] = 0.0  # empty slots
         self._s_ww += 2.0 * float(row.sum())
         self._k_win[slot], self._k_win[:, slot] = row, row
-        self._r_mean[slot] = self._k(z, self.r).mean()
-        self._win[slot] = z[0]
+        self._r_mean[slot] = self._k_row(z, self._r_np, self._r_sq).mean()
+        self._win[slot], self._win_sq[slot] = z, z @ z
         self._seen += 1
         step = self._seen - w
         if step < 0:
