@@ -177,3 +177,30 @@ def publish_canary(result: dict) -> None:
     for gauge, key in ((CANARY_LATENT_DISTANCE, "median_latent_distance"),
                        (CANARY_STEPS, "median_steps")):  # fmt: skip
         gauge.labels(**labels).set(float("nan") if result[key] is None else result[key])
+
+
+# --- every label set a process can produce exists from its start, at zero: dashboards show 0,
+# not "no data", and increase() sees the first event ---------------------------------------------
+def init_gateway(tasks: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+    for task in tasks:
+        for reason in reasons:
+            REJECTED.labels(task=task, reason=reason)
+
+
+def init_predictor(tasks: tuple[str, ...]) -> None:
+    for task in tasks:
+        LATENTS_SENT.labels(task=task)
+        for reason in ("backlog", "monitor_unavailable"):
+            LATENTS_DROPPED.labels(task=task, reason=reason)
+
+
+def init_monitor(tasks: tuple[str, ...], attacks: dict[str, tuple[str, ...]]) -> None:
+    """``attacks``: the canary attacks run per task."""
+    for task in tasks:
+        LATENTS_RECEIVED.labels(task=task)
+        DRIFT_ONLINE_ALARMS.labels(task=task)
+        for outcome in ("drift", "no_drift"):
+            DRIFT_TESTS.labels(task=task, outcome=outcome)
+        for attack in attacks.get(task, ()):
+            for outcome in ("ok", "error", "over_budget"):
+                CANARY_RUNS.labels(task=task, attack=attack, outcome=outcome)

@@ -38,8 +38,8 @@ variable                       default                            meaning
 ``SKYGUARD_CANARY_THREADS``    ``1``                              CPU threads the canaries use
 ``SKYGUARD_CANARY_EPS_SCALE``  ``1``                              FGSM/PGD ε and step × this
                                                                   (1: the adversarial recipe's)
-``SKYGUARD_CANARY_POPULATION`` ``400``                            one-pixel DE population
-``SKYGUARD_CANARY_GENERATIONS`` ``80``                            one-pixel DE generations (max)
+``SKYGUARD_CANARY_POPULATION`` ``100``                            one-pixel DE population
+``SKYGUARD_CANARY_GENERATIONS`` ``30``                            one-pixel DE generations (max)
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
 =============================  =================================  ===============================
@@ -110,8 +110,9 @@ class Settings:
     canary_max: int = 64
     canary_threads: int = 1
     canary_eps_scale: float = 1.0
-    canary_population: int = 400
-    canary_generations: int = 80
+    # below the attack's 400 × 80 (002 §5.2): a canary round must fit its CPU budget
+    canary_population: int = 100
+    canary_generations: int = 30
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
@@ -174,6 +175,6 @@ def from_env() -> Settings:
         canary_max=_int("SKYGUARD_CANARY_MAX", 64),
         canary_threads=_int("SKYGUARD_CANARY_THREADS", 1),
         canary_eps_scale=_float("SKYGUARD_CANARY_EPS_SCALE", 1.0, 1e-3, 1e3),
-        canary_population=_int("SKYGUARD_CANARY_POPULATION", 400, minimum=4),
-        canary_generations=_int("SKYGUARD_CANARY_GENERATIONS", 80),
+        canary_population=_int("SKYGUARD_CANARY_POPULATION", 100, minimum=4),
+        canary_generations=_int("SKYGUARD_CANARY_GENERATIONS", 30),
     )

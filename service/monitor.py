@@ -28,6 +28,7 @@ from bentoml.exceptions import InvalidArgument
 
 from monitors.metrics import (
     LATENTS_RECEIVED,
+    init_monitor,
     publish_canary,
     publish_drift_test,
     publish_drift_window,
@@ -69,6 +70,12 @@ class Monitor:
         self.canary_results: dict[str, dict[str, dict]] = {t: {} for t in SETTINGS.tasks}
         self._canary_lock = asyncio.Lock()
         self._background: set[asyncio.Task] = set()
+        init_monitor(tuple(self.watches), {t: self._attacks(t) for t in self.watches})
+
+    @staticmethod
+    def _attacks(task: str) -> tuple[str, ...]:
+        """The configured canary attacks that apply to ``task`` (no one-pixel for photo-z)."""
+        return tuple(a for a in SETTINGS.canary_attacks if not (a == "onepixel" and task == "photoz"))
 
     def _watch(self, task: str) -> DriftWatch:
         return DriftWatch(task, self.bundles[task].reference_latents(), _watch_config())
@@ -176,8 +183,7 @@ class Monitor:
         out = []
         async with self._canary_lock:
             for task in tasks:
-                applicable = [a for a in attacks if not (a == "onepixel" and task == "photoz")]
-                for attack in applicable:
+                for attack in [a for a in attacks if not (a == "onepixel" and task == "photoz")]:
                     result = await asyncio.to_thread(self._run_one, task, attack)
                     publish_canary(result)
                     self.canary_results[task][attack] = result

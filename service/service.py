@@ -34,10 +34,18 @@ from _bentoml_sdk.service.factory import Service
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 
-from monitors.metrics import LATENTS_DROPPED, LATENTS_SENT, OOD_SCORE, PREDICTIONS, REJECTED
+from monitors.metrics import (
+    LATENTS_DROPPED,
+    LATENTS_SENT,
+    OOD_SCORE,
+    PREDICTIONS,
+    REJECTED,
+    init_gateway,
+    init_predictor,
+)
 
 from .config import from_env
-from .fits_input import Cutout, InputError, from_array, read_fits
+from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
 from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec
 
@@ -135,6 +143,7 @@ class Predictor:
         }
         self._pending: set[asyncio.Task] = set()
         self._rng = np.random.default_rng()
+        init_predictor(tuple(self.models))
         for t, m in self.models.items():
             print(f"skyguard predictor: {t} {m.spec.model_facts} on {m.provider}", flush=True)
 
@@ -235,6 +244,7 @@ class Skyguard:
     def __init__(self) -> None:
         self.specs = {t: TaskSpec.from_ref(t, SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
         self._agreed = False
+        init_gateway(tuple(self.specs), REASONS)
 
     async def _agree_with_predictor(self) -> None:
         """Use the very bundles the predictor runs: 'skyguard-<task>:latest' is resolved by each
