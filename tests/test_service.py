@@ -282,8 +282,13 @@ def test_models_metrics_and_openapi(server):
     spec = httpx.get(f"{server}/docs.json").json()
     validate(spec)
     for route in ("/morphology", "/lsbg", "/photoz", "/morphology_array", "/lsbg_array",
-                  "/photoz_array", "/v1/models", "/readyz", "/livez", "/metrics"):  # fmt: skip
+                  "/photoz_array", "/v1/models", "/v1/drift", "/v1/robustness", "/readyz",
+                  "/livez", "/metrics"):  # fmt: skip
         assert route in spec["paths"], route
+    drift = httpx.get(f"{server}/v1/drift").json()
+    assert set(drift) == set(BANDS) and all("last_test" in d for d in drift.values())
+    robustness = httpx.get(f"{server}/v1/robustness").json()
+    assert set(robustness) == set(BANDS)
 
 
 def _cmdline(pid: int) -> str:
