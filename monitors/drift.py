@@ -12,8 +12,10 @@ of every permutation are quadratic forms,
 
     Σ_XX = diag(S K₀ Sᵀ),  Σ_YY = diag((1−S) K₀ (1−S)ᵀ),  Σ_XY = diag(S K (1−S)ᵀ),
 
-K₀ being K with a zero diagonal (the unbiased estimator leaves out i = j); one matrix product
-K₀ Sᵀ [n, P] gives them all, instead of one re-indexed n×n matrix per permutation.
+K₀ being K with a zero diagonal (the unbiased estimator leaves out i = j). One matrix product
+K Sᵀ [n, P] gives diag(S K Sᵀ); with the row sums and the diagonal of K the three sums follow
+(Σ_XY = S·rowsum − diag(S K Sᵀ), and so on), instead of one re-indexed n×n matrix per
+permutation.
 
 ``score`` returns numbers, ``predict`` decides; publishing to Prometheus is separate
 (``monitors.metrics``).
@@ -54,18 +56,19 @@ def permutation_mmd2(
     n_y = n - n_x
     if n_x < 2 or n_y < 2:
         raise ValueError(f"need at least two vectors in each sample, got {n_x} and {n_y}")
-    k0 = k - torch.diag(torch.diagonal(k))
     # row 0 is the observed split, rows 1.. random ones: a random permutation's first n_x members
     s = torch.zeros((n_permutations + 1, n), dtype=k.dtype, device=k.device)
     s[0, :n_x] = 1
     order = torch.argsort(torch.rand((n_permutations, n), generator=generator), dim=1)
     s[1:].scatter_(1, order[:, :n_x].to(k.device), 1.0)
-    t = 1.0 - s
-    k0s = k0 @ s.T  # [n, P+1]
-    k0t = k0 @ t.T
-    sxx = (s.T * k0s).sum(0)
-    syy = (t.T * k0t).sum(0)
-    sxy = (s.T * (k @ t.T)).sum(0)
+    # one product: a = Σ_{i,j ∈ X} K_ij (diagonal included); the other two sums follow from the
+    # row sums r and the diagonal d of K, so K is neither copied nor multiplied again
+    a = (s.T * (k @ s.T)).sum(0)
+    r, d = k.sum(1), torch.diagonal(k)
+    r_x, d_x = s @ r, s @ d
+    sxx = a - d_x
+    syy = r.sum() - 2.0 * r_x + a - (d.sum() - d_x)
+    sxy = r_x - a
     stats = sxx / (n_x * (n_x - 1)) + syy / (n_y * (n_y - 1)) - 2.0 * sxy / (n_x * n_y)
     return stats[0], stats[1:]
 
