@@ -223,6 +223,14 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    # scoring sits above service (DESIGN: training ← monitors ← service ← scoring), so it is
+    # imported here, when the command runs, and never by the training package itself
+    from scoring.cli import main as score_main
+
+    return score_main(args.argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skyguard",
@@ -371,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("target", nargs="?", default=None)
     m.add_argument("--torch", action="store_true", help="verify: also re-run the torch weights")
     m.set_defaults(func=_models)
+
+    # scoring.cli parses everything after 'score' (its own --help too): no prefix characters
+    # here, so argparse hands every argument over as it is
+    sc = sub.add_parser(
+        "score",
+        help="batch-score FITS cutouts or an HDF5 dataset into a Parquet catalogue (Spark or local)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    sc.add_argument("argv", nargs=argparse.REMAINDER)
+    sc.set_defaults(func=_score)
     return p
 
 

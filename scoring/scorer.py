@@ -1,0 +1,183 @@
+"""The function every partition of a scoring job runs — Spark's ``mapInPandas`` on each executor,
+or the local engine in its own process: input frames in, catalogue frames out.
+
+Per process it loads the bundle once (``service.runtime.TaskModel``: the checked bundle, its ONNX
+Runtime session on CUDA when the executor has onnxruntime-gpu and a GPU, else CPU, and the OOD
+scorer) and keeps it for every later partition the process runs (Spark reuses its Python
+workers). Within a partition, cutouts go through the model in batches of ``batch_size``.
+
+Each cutout takes the service's path: ``read_fits`` (or ``from_array`` for HDF5 rows), the
+gateway's refusals of photo-z cutouts without E(B−V) and of non-finite preprocessed input,
+``TaskSpec.pack``, ``TaskModel.infer``, ``TaskSpec.answer``; a cutout refused anywhere on that path
+becomes a row with its error, and the partition goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from service.fits_input import Cutout, InputError, Limits, Repair, from_array, read_fits
+from service.runtime import TaskModel, TaskSpec
+
+from . import catalogue
+from .drift import fourier_features
+from .inputs import Dataset, local_path
+
+#: columns of the input frames: FITS files (Spark's binaryFile source) or HDF5 index ranges
+FITS_COLUMNS = ("path", "content")
+RANGE_COLUMNS = ("path", "indices")
+
+
+@dataclass(frozen=True, eq=False)
+class PartitionConfig:
+    """What a partition needs to know; pickled to every executor with the function.
+
+    task : the task. bundle_dir : the checked bundle directory on the driver.
+    shipped : the bundle was sent with ``SparkContext.addFile`` and is found on an executor by
+        its directory name (``SparkFiles.get``) rather than at ``bundle_dir``.
+    batch_size : cutouts per model call. repair, limits : as in ``service.fits_input``.
+    with_pdf : photo-z: also write p(z). provider : ``auto`` (CUDA when present), ``cuda``,
+        ``cpu``. frequencies : [D, J] the drift test's frequencies (``scoring.drift``).
+    dataset : the HDF5 dataset of the job, when it scores one.
+    """
+
+    task: str
+    bundle_dir: str
+    frequencies: np.ndarray
+    shipped: bool = False
+    batch_size: int = 64
+    repair: Repair = "none"
+    with_pdf: bool = False
+    provider: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    dataset: Dataset | None = None
+
+
+#: the process's models, by (bundle directory, provider): one ONNX Runtime session per process
+_MODELS: dict[tuple[str, str], TaskModel] = {}
+
+
+def task_model(cfg: PartitionConfig) -> TaskModel:
+    """The process's model for ``cfg``, loaded and checked on first use."""
+    path = cfg.bundle_dir
+    if cfg.shipped:
+        from pyspark import SparkFiles
+
+        path = SparkFiles.get(Path(cfg.bundle_dir).name)
+    key = (path, cfg.provider)
+    if key not in _MODELS:
+        _MODELS[key] = TaskModel(TaskSpec.from_ref(cfg.task, path), cfg.provider)
+    return _MODELS[key]
+
+
+def model_rows(spec: TaskSpec, items: list[Cutout | InputError]) -> tuple[np.ndarray, list[int]]:
+    """Predictor rows of the cutouts among ``items`` and their positions; like the gateway
+    (``service.service.Skyguard._answer``), a photo-z cutout without a usable E(B−V), or one whose
+    preprocessed input is not finite, is refused: replaced in ``items`` by its InputError."""
+    needs_ebv = "ebv" in spec.info["inputs"]
+    for k, c in enumerate(items):
+        if needs_ebv and isinstance(c, Cutout):
+            if c.ebv is None or not np.isfinite(c.ebv) or c.ebv < 0:
+                items[k] = InputError(
+                    "bad_value",
+                    f"photo-z needs E(B−V) >= 0 [mag] per cutout (EBV header keyword or the ebv "
+                    f"field), got {c.ebv}",
+                    c.id,
+                )
+    good = [k for k, c in enumerate(items) if isinstance(c, Cutout)]
+    if not good:
+        return np.zeros((0, spec.row_width), np.float32), []
+    cutouts = [items[k] for k in good]
+    rows = spec.pack(cutouts, [c.ebv for c in cutouts] if needs_ebv else None)
+    finite = np.isfinite(rows).all(1)
+    for k, ok in zip(good, finite, strict=True):
+        if not ok:  # e.g. an absurd MAGZP overflowing the flux scale
+            detail = "preprocessing gave non-finite values (check MAGZP and BUNIT)"
+            items[k] = InputError("bad_value", detail, items[k].id)
+    return rows[finite], [k for k, ok in zip(good, finite, strict=True) if ok]
+
+
+class PartitionScorer:
+    """``__call__(frames) -> frames``: Spark's ``mapInPandas`` function of a scoring job.
+
+    Input frames hold FITS files (``path``, ``content``: Spark's binaryFile columns) or HDF5
+    index ranges (``path``, ``indices``); output frames are catalogue rows (``scoring.catalogue``),
+    one per cutout, in input order.
+    """
+
+    def __init__(self, cfg: PartitionConfig) -> None:
+        self.cfg = cfg
+        self.columns = catalogue.schema(cfg.task, cfg.with_pdf)
+
+    def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = task_model(self.cfg)
+        for df in frames:
+            if "content" in df.columns:
+                yield from self._files(model, df)
+            else:
+                for path, indices in zip(df["path"], df["indices"], strict=True):
+                    yield self._dataset_range(model, path, np.asarray(indices, np.int64))
+
+    def _files(self, model: TaskModel, df: pd.DataFrame) -> Iterator[pd.DataFrame]:
+        spec, cfg = model.spec, self.cfg
+        for start in range(0, len(df), cfg.batch_size):
+            part = df.iloc[start : start + cfg.batch_size]
+            sources = [local_path(p) for p in part["path"]]
+            items: list[Cutout | InputError] = []
+            for source, content in zip(sources, part["content"], strict=True):
+                name = os.path.basename(source)
+                try:
+                    cut = read_fits(bytes(content), name, spec.bands, spec.shape, cfg.limits,
+                                    cfg.repair)  # fmt: skip
+                except InputError as e:
+                    cut = e
+                items.append(cut)
+            yield self._score(model, items, sources, [None] * len(items))
+
+    def _dataset_range(self, model: TaskModel, path: str, indices: np.ndarray) -> pd.DataFrame:
+        from training.datasets import open_dataset
+
+        ds, spec = self.cfg.dataset, model.spec
+        with open_dataset(path) as f:
+            images = f.images[indices][:, list(ds.planes)]
+            ebv = f.file["ebv"][indices] if "ebv" in f.file else None
+        ids = [ds.object_id(int(i)) for i in indices]
+        limits = replace(self.cfg.limits, max_cutouts=max(len(indices), 1))
+        items = from_array(images, spec.bands, spec.shape, ids, self.cfg.repair, limits)
+        magzp = None if ds.magzp is None else np.asarray(ds.magzp)
+        for k, c in enumerate(items):
+            if isinstance(c, Cutout):
+                items[k] = replace(c, magzp=magzp, ebv=None if ebv is None else float(ebv[k]))
+        return self._score(model, items, [path] * len(items), indices.tolist(), ids)
+
+    def _score(
+        self,
+        model: TaskModel,
+        items: list[Cutout | InputError],
+        sources: Sequence[str],
+        indices: Sequence[int | None],
+        ids: Sequence[str | None] | None = None,
+    ) -> pd.DataFrame:
+        spec = model.spec
+        known = ids or [None] * len(items)
+        ids = [c.id if isinstance(c, Cutout) else i for c, i in zip(items, known, strict=True)]
+        rows, kept = model_rows(spec, items)
+        out: list[dict] = [{}] * len(items)
+        if kept:
+            scores, latent = model.infer(rows)
+            features = fourier_features(latent, self.cfg.frequencies)
+            finite = np.isfinite(features).all(1)
+            for j, k in enumerate(kept):
+                answer = spec.answer(scores[j], items[k], self.cfg.with_pdf)
+                f = features[j] if finite[j] else None
+                out[k] = catalogue.answer_row(answer, sources[k], indices[k], f)
+        for k, e in enumerate(items):
+            if isinstance(e, InputError):
+                out[k] = catalogue.error_row(e, spec.model_facts, sources[k], indices[k], ids[k])
+        return catalogue.frame(out, self.columns)
