@@ -119,7 +119,9 @@ def setup(model: str, n: int, pick: str) -> tuple[nn.Module, object, np.ndarray,
         tag = _resolve(model)
         bundle = load(tag)
         if bundle.task not in ("morphology", "lsbg"):
-            raise ValueError(f"{tag} is a {bundle.task} bundle; the one-pixel attack needs a classifier")
+            raise ValueError(
+                f"{tag} is a {bundle.task} bundle; the one-pixel attack needs a classifier"
+            )
         info = bundle.info
         net = build(info["architecture"])
         net.load_state_dict(torch.load(bundle.path / "weights.pt", weights_only=True))
@@ -283,8 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="regular",
                     help="store tag or bundle directory; 'regular' or 'mmd': the newest "
                     "morphology bundle of that recipe")  # fmt: skip
-    ap.add_argument("--pick", choices=["least-confident", "balanced"], default="least-confident",
-                    help="which canaries: lowest true-class probability, or class-balanced")
+    ap.add_argument(
+        "--pick",
+        choices=["least-confident", "balanced"],
+        default="least-confident",
+        help="which canaries: lowest true-class probability, or class-balanced",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("art").setLevel(logging.ERROR)

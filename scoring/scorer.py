@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from service.fits_input import Cutout, InputError, Limits, Repair, from_array, read_fits
-from service.runtime import TaskModel, TaskSpec
+from service.runtime import TaskModel, TaskSpec, model_rows
 
 from . import catalogue
 from .drift import fourier_features
@@ -74,33 +74,6 @@ def task_model(cfg: PartitionConfig) -> TaskModel:
     if key not in _MODELS:
         _MODELS[key] = TaskModel(TaskSpec.from_ref(cfg.task, path), cfg.provider)
     return _MODELS[key]
-
-
-def model_rows(spec: TaskSpec, items: list[Cutout | InputError]) -> tuple[np.ndarray, list[int]]:
-    """Predictor rows of the cutouts among ``items`` and their positions; like the gateway
-    (``service.service.Skyguard._answer``), a photo-z cutout without a usable E(B−V), or one whose
-    preprocessed input is not finite, is refused: replaced in ``items`` by its InputError."""
-    needs_ebv = "ebv" in spec.info["inputs"]
-    for k, c in enumerate(items):
-        if needs_ebv and isinstance(c, Cutout):
-            if c.ebv is None or not np.isfinite(c.ebv) or c.ebv < 0:
-                items[k] = InputError(
-                    "bad_value",
-                    f"photo-z needs E(B−V) >= 0 [mag] per cutout (EBV header keyword or the ebv "
-                    f"field), got {c.ebv}",
-                    c.id,
-                )
-    good = [k for k, c in enumerate(items) if isinstance(c, Cutout)]
-    if not good:
-        return np.zeros((0, spec.row_width), np.float32), []
-    cutouts = [items[k] for k in good]
-    rows = spec.pack(cutouts, [c.ebv for c in cutouts] if needs_ebv else None)
-    finite = np.isfinite(rows).all(1)
-    for k, ok in zip(good, finite, strict=True):
-        if not ok:  # e.g. an absurd MAGZP overflowing the flux scale
-            detail = "preprocessing gave non-finite values (check MAGZP and BUNIT)"
-            items[k] = InputError("bad_value", detail, items[k].id)
-    return rows[finite], [k for k, ok in zip(good, finite, strict=True) if ok]
 
 
 class PartitionScorer:

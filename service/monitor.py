@@ -75,7 +75,9 @@ class Monitor:
     @staticmethod
     def _attacks(task: str) -> tuple[str, ...]:
         """The configured canary attacks that apply to ``task`` (no one-pixel for photo-z)."""
-        return tuple(a for a in SETTINGS.canary_attacks if not (a == "onepixel" and task == "photoz"))
+        return tuple(
+            a for a in SETTINGS.canary_attacks if not (a == "onepixel" and task == "photoz")
+        )
 
     def _watch(self, task: str) -> DriftWatch:
         return DriftWatch(task, self.bundles[task].reference_latents(), _watch_config())

@@ -24,7 +24,7 @@ import numpy as np
 from training.bundle import Bundle, check_parity, onnx_session, run_onnx
 from training.preprocess import FluxScale
 
-from .fits_input import Cutout
+from .fits_input import Cutout, InputError
 
 log = logging.getLogger("skyguard.service")
 
@@ -138,6 +138,41 @@ class TaskSpec:
             out["repaired_pixels"] = cutout.repaired
         out["model"] = self.model_facts
         return out
+
+
+def model_rows(
+    spec: TaskSpec, items: list[Cutout | InputError], ebv: list[float | None] | None = None
+) -> tuple[np.ndarray, list[int]]:
+    """Predictor rows [n, row_width] of the cutouts among ``items``, and their positions.
+
+    The last checks before a model runs, shared by the gateway and batch scoring: a photo-z
+    cutout without a usable E(B−V) (``ebv[k]`` when given, else its ``EBV`` header), or one whose
+    preprocessed input is not finite (an absurd MAGZP, say), is refused — replaced in ``items``
+    (in place) by its ``InputError``.
+    """
+    needs_ebv = "ebv" in spec.info["inputs"]
+    values: list[float | None] = [None] * len(items)
+    for k, c in enumerate(items):
+        if needs_ebv and isinstance(c, Cutout):
+            v = ebv[k] if ebv is not None else c.ebv
+            if v is None or not np.isfinite(v) or v < 0:
+                items[k] = InputError(
+                    "bad_value",
+                    f"photo-z needs E(B−V) >= 0 [mag] per cutout (EBV header keyword or the ebv "
+                    f"field), got {v}",
+                    c.id,
+                )
+            values[k] = v
+    good = [k for k, c in enumerate(items) if isinstance(c, Cutout)]
+    if not good:
+        return np.zeros((0, spec.row_width), np.float32), []
+    rows = spec.pack([items[k] for k in good], [values[k] for k in good] if needs_ebv else None)
+    finite = np.isfinite(rows).all(1)
+    for k, ok in zip(good, finite, strict=True):
+        if not ok:
+            detail = "preprocessing gave non-finite values (check MAGZP and BUNIT)"
+            items[k] = InputError("bad_value", detail, items[k].id)
+    return rows[finite], [k for k, ok in zip(good, finite, strict=True) if ok]
 
 
 def photoz_summary(pdf: np.ndarray, edges: np.ndarray) -> dict:

@@ -47,7 +47,7 @@ from monitors.metrics import (
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
 from .monitor import Monitor
-from .runtime import TaskModel, TaskSpec
+from .runtime import TaskModel, TaskSpec, model_rows
 
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
@@ -338,35 +338,10 @@ class Skyguard:
             raise _refuse(task, [InputError("bad_value", f"{len(ebv)} ebv values for "
                                             f"{len(items)} cutouts", "ebv")])  # fmt: skip
         items = list(items)
-        values: list[float | None] = [None] * len(items)
-        if "ebv" in spec.info["inputs"]:
-            for k, c in enumerate(items):
-                if isinstance(c, Cutout):
-                    v = ebv[k] if ebv is not None else c.ebv
-                    if v is None or not np.isfinite(v) or v < 0:
-                        items[k] = InputError(
-                            "bad_value",
-                            f"photo-z needs E(B−V) >= 0 [mag] per cutout (EBV header keyword or "
-                            f"the ebv field), got {v}",
-                            c.id,
-                        )
-                    values[k] = v
-        good = [(k, c) for k, c in enumerate(items) if isinstance(c, Cutout)]
+        rows, kept = await asyncio.to_thread(model_rows, spec, items, ebv)
+        good = [(k, items[k]) for k in kept]
         bad = [e for e in items if isinstance(e, InputError)]
         answers: list[dict | None] = [None] * len(items)
-        if good:
-            rows = await asyncio.to_thread(
-                spec.pack, [c for _, c in good], [values[k] for k, _ in good]
-            )
-            finite = np.isfinite(rows).all(1)
-            if not finite.all():  # e.g. an absurd MAGZP overflowing the flux scale
-                for (k, c), ok in zip(list(good), finite, strict=True):
-                    if not ok:
-                        items[k] = InputError("bad_value", "preprocessing gave non-finite "
-                                              "values (check MAGZP and BUNIT)", c.id)  # fmt: skip
-                good = [(k, c) for k, c in enumerate(items) if isinstance(c, Cutout)]
-                bad = [e for e in items if isinstance(e, InputError)]
-                rows = rows[finite]
         if good:
             out = await self._predict(task, rows)
             for (k, c), row in zip(good, np.asarray(out), strict=True):

@@ -52,9 +52,10 @@ class _Blind(nn.Module):
     """Ignores its input: no attack can change its answer (class 1)."""
 
     def forward(self, image):
-        return torch.tensor([0.3, 1.0, -0.5]).expand(len(image), 3) + 0.0 * image.sum((1, 2, 3))[
-            :, None
-        ]
+        return (
+            torch.tensor([0.3, 1.0, -0.5]).expand(len(image), 3)
+            + 0.0 * image.sum((1, 2, 3))[:, None]
+        )
 
 
 class _Probs(nn.Module):

@@ -144,7 +144,9 @@ def _check(x, labels, targets, bounds, population, generations, f, batch_size):
         if targets.shape != (len(x),):
             raise ValueError(f"targets must be [N] = [{len(x)}], got shape {targets.shape}")
         if np.any(targets == labels):
-            raise ValueError(f"targets equal the true label at rows {np.flatnonzero(targets == labels)}")
+            raise ValueError(
+                f"targets equal the true label at rows {np.flatnonzero(targets == labels)}"
+            )
     if labels.min() < 0 or (targets is not None and targets.min() < 0):
         raise ValueError("labels and targets must be class indices >= 0")
     lo, hi = bounds
@@ -345,7 +347,9 @@ def wrong_class_targets(labels: np.ndarray, num_classes: int) -> tuple[np.ndarra
     [N·(K−1)], image-major, targets ascending."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if labels.size and not (0 <= labels.min() and labels.max() < num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}…{labels.max()}")
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got {labels.min()}…{labels.max()}"
+        )
     classes = np.arange(num_classes)
     rows, tgt = np.nonzero(classes[None, :] != labels[:, None])
     return rows, classes[tgt]
