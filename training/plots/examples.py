@@ -82,7 +82,7 @@ def plot_examples(paths: list[Path], out_png: Path, per_class: int = 1, seed: in
             wspace=0.04,
             hspace=title_in / (PANEL_IN - title_in - 0.25 / nrow),
         )
-        return _save(fig, out_png)
+        return save_figure(fig, out_png)
 
 
 def plot_gm20(path: Path, out_png: Path) -> Path:
@@ -129,7 +129,7 @@ def plot_gm20(path: Path, out_png: Path) -> Path:
     ax.set_title(f"{attrs['task']} ({len(labels)} objects){agree}{missing}", fontsize=9)
     ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _domain_order(sets: list[Dataset]) -> list[Dataset]:
@@ -175,7 +175,7 @@ def _rgb_bands(bands: list[str]) -> tuple[str, str, str]:
     return tuple(bands[:3])
 
 
-def _save(fig: Figure, out_png: Path) -> Path:
+def save_figure(fig: Figure, out_png: Path) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI)  # a bare Figure renders with Agg; pyplot's state is not touched
