@@ -92,7 +92,10 @@ def online_trials(
 ) -> dict:  # fmt: skip
     """Run lengths on source streams (ERT estimate) and delays on target streams."""
     t0 = time.perf_counter()
-    det = OnlineMMDDrift(reference, window=window, ert=ert, seed=seed)
+    try:
+        det = OnlineMMDDrift(reference, window=window, ert=ert, seed=seed)
+    except ValueError as e:  # e.g. a reference too small for the window: reported, not fatal
+        return {"window": window, "ert": ert, "off": str(e)}
     calibration_s = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
     tested = alarms = 0
@@ -236,6 +239,9 @@ def _write(results: dict, args: argparse.Namespace, wall: float) -> None:
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         o = r["online"]
+        if "off" in o:
+            lines.append(f"| {name} | {o['window']} | {o['ert']} | off: {o['off']} | | | |")
+            continue
         lines.append(
             f"| {name} | {o['window']} | {o['ert']} | {o['ert_estimate']:.0f} "
             f"({o['tested']} / {o['false_alarms']}) | {o['detected_streams']}/{o['streams']} | "

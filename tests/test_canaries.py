@@ -84,3 +84,22 @@ def test_a_reference_too_small_for_the_online_window_leaves_it_off(rng):
     w.calibrate_online()
     assert w.online is None and "calibration pool" in w.status()["online_off"]
     assert w.add(rng.normal(size=(3, 3))) == 0
+
+
+def test_drift_report_runs_on_a_stored_bundle(bundles, tmp_path):
+    """``python -m monitors.report`` end to end at toy scale: Markdown, JSON and PNG written, and
+    the figures are the report's own (rates in [0, 1], one row per bundle)."""
+    import json
+
+    from monitors.report import main
+
+    out = tmp_path / "report"
+    assert main(["--bundles", "skyguard-morphology", "--window", "4", "--trials", "3",
+                 "--permutations", "19", "--online-window", "2", "--ert", "6", "--streams", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    data = json.loads((out / "report.json").read_text())
+    (row,) = data.values()
+    assert 0.0 <= row["fa_rate"] <= 1.0 and 0.0 <= row["detection"] <= 1.0
+    assert len(row["windowed"]["source"]["p_value"]) == 3
+    assert (out / "drift_statistics.png").stat().st_size > 10_000
+    assert "Drift statistics report" in (out / "report.md").read_text()
