@@ -102,10 +102,12 @@ def pooled_sigma(x_ref: np.ndarray, x: np.ndarray) -> float:
     return float(median_sigma(squared_distances(z, z)))
 
 
-def ours(x_ref: np.ndarray, x: np.ndarray, bandwidth, seed: int) -> Run:
+def ours(x_ref: np.ndarray, x: np.ndarray, bandwidth, seed: int, precision="float64") -> Run:
     def run(perms: int) -> dict:
         t0 = time.perf_counter()
-        s = MMDDrift(x_ref, bandwidth=bandwidth, n_permutations=perms, seed=seed).score(x)
+        det = MMDDrift(x_ref, bandwidth=bandwidth, n_permutations=perms, seed=seed,
+                       precision=precision)  # fmt: skip
+        s = det.score(x)
         return {"seconds": time.perf_counter() - t0, "statistic": s.statistic, "p_value": s.p_value}
 
     return run
@@ -237,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             np.save(paths[0], x_ref)
             np.save(paths[1], x)
             med = ours(x_ref, x, "median", args.seed)(P)
+            med32 = ours(x_ref, x, "median", args.seed, "float32")(P)
             given = ours(x_ref, x, [sigma[case]], args.seed)
             one, full = given(1), given(P)
             per = 1e3 * max(full["seconds"] - one["seconds"], 0.0) / (P - 1)
             runs = {
                 "ours (median)": {**med, "perms_run": P, "extrapolated": False},
+                "ours (float32)": {**med32, "perms_run": P, "extrapolated": False},
                 "ours (σ given)": {**full, "perms_run": P, "extrapolated": False,
                                    "ms_per_permutation": per},
             }  # fmt: skip
@@ -255,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.setdefault(name, {})[case] = r
             done = (f"{k} {'~' * r['extrapolated']}{r['seconds']:.1f} s" for k, r in runs.items())
             print(f"# {case}: " + ", ".join(done), flush=True)
-    label = {"ours (median)": "ours (median)", "ours (σ given)": "ours (σ given)"}
+    label = {"ours (median)": "ours (median)", "ours (float32)": "ours (median, float32)",
+             "ours (σ given)": "ours (σ given)"}  # fmt: skip
     if "torchdrift" in rows:
         label["torchdrift"] = f"torchdrift {metadata.version('torchdrift')}"
     if "frouros" in rows:

@@ -81,6 +81,10 @@ class MMDDrift:
     n_permutations : P, permutations per test
     alpha : level of ``predict``
     seed : seeds the permutations (each ``score`` call draws new ones from the same stream)
+    precision : "float64" (default) or "float32" for the kernel matrix and the permutation
+        product: about 1.7× faster and half the memory; measured at N_ref = N = 5,000, D = 256,
+        the statistic moved by 0.1 % and the permuted statistics by 2 % of their spread, the
+        p-value not at all (``bench/drift.py``)
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class MMDDrift:
         alpha: float = 0.05,
         seed: int = 0,
         device: str = "cpu",
+        precision: Literal["float64", "float32"] = "float64",
     ) -> None:
         x_ref = np.asarray(x_ref, dtype=np.float32)
         if x_ref.ndim != 2 or len(x_ref) < 2:
@@ -101,7 +106,9 @@ class MMDDrift:
             raise ValueError(
                 f"need n_permutations >= 1 and 0 < alpha < 1, got {n_permutations}, {alpha}"
             )
-        self.x_ref = torch.from_numpy(x_ref).to(device, torch.float64)
+        if precision not in ("float64", "float32"):
+            raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+        self.x_ref = torch.from_numpy(x_ref).to(device, getattr(torch, precision))
         self.bandwidth = bandwidth
         self.n_permutations = n_permutations
         self.alpha = alpha
@@ -119,6 +126,7 @@ class MMDDrift:
         observed, permuted = permutation_mmd2(
             k, len(self.x_ref), self.n_permutations, self.generator
         )
+        permuted = permuted.double()
         p = (1.0 + float((permuted >= observed).sum())) / (1.0 + self.n_permutations)
         threshold = float(torch.quantile(permuted, 1.0 - self.alpha))
         return DriftScore(float(observed), p, threshold, len(self.x_ref), len(x))
