@@ -32,6 +32,20 @@ def test_bentofile_points_at_the_service():
     module, cls = cfg["service"].split(":")
     assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
     assert f"class {cls}" in (ROOT / (module.replace(".", "/") + ".py")).read_text()
-    assert (ROOT / cfg["python"]["requirements_txt"]).is_file()
+    assert cfg["python"]["requirements_txt"] == "./requirements-serve.txt"
     lock = (ROOT / "requirements.lock").read_text()
     assert re.search(r"^torch==2\.13\.0$", lock, re.M), "torch must stay pinned to the CPU wheel"
+
+
+def test_bento_requirements_are_the_runtime_closure_of_the_lock():
+    """The Bento installs what the service needs at the locked versions, and no dev tools:
+    requirements-serve.txt is exactly what ``python -m service.requirements`` derives."""
+    from service.requirements import serve_requirements
+
+    committed = (ROOT / "requirements-serve.txt").read_text()
+    assert committed == serve_requirements(), (
+        "run: python -m service.requirements > requirements-serve.txt"
+    )
+    names = {line.split("==")[0].lower() for line in committed.splitlines() if "==" in line}
+    assert {"torch", "onnxruntime", "bentoml", "galsim", "prometheus-client"} <= names
+    assert not names & {"pytest", "ruff", "pyspark", "grafana-foundation-sdk", "pandas"}
