@@ -153,6 +153,15 @@ def publish_drift_test(task: str, result: dict) -> None:
     DRIFT_TESTS.labels(task=task, outcome="drift" if result["is_drift"] else "no_drift").inc()
 
 
+def reset_drift(task: str) -> None:
+    """A new monitor process or a new model: no test yet. Overwrites what a dead process or the
+    previous model left (``mostrecent`` gauges keep the newest value of any process)."""
+    DRIFT_DETECTED.labels(task=task).set(0.0)
+    for gauge in (DRIFT_MMD2, DRIFT_P_VALUE, DRIFT_THRESHOLD, DRIFT_ONLINE_STATISTIC,
+                  DRIFT_ONLINE_THRESHOLD):  # fmt: skip
+        gauge.labels(task=task).set(float("nan"))
+
+
 def publish_drift_window(task: str, fill: float, online: dict | None, alarms: int) -> None:
     """The window's fill, the online detector's latest result and the alarms just raised."""
     DRIFT_WINDOW_FILL.labels(task=task).set(fill)

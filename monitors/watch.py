@@ -73,7 +73,7 @@ class DriftWatch:
                 self.reference, window=c.online_window, ert=c.ert, bandwidth=c.bandwidth,
                 seed=c.seed, n_bootstraps=min(20 * c.ert, 50_000),
             )  # fmt: skip
-        except ValueError as e:
+        except Exception as e:  # too small a reference, or anything else: off, with the reason
             self.online_error = str(e)
             log.warning("online drift detector for %s is off: %s", self.task, e)
             return
@@ -95,7 +95,10 @@ class DriftWatch:
                     res = self.online.predict(z)
                     self.last_online = res
                     if res["is_drift"]:
+                        # the run ends at its alarm, as the calibration assumes: one alarm per
+                        # excursion, once per ERT latents on reference-like traffic
                         alarms += 1
+                        self.online.reset()
             self.received += len(latents)
             self.since_test += len(latents)
             self.online_alarms += alarms

@@ -32,6 +32,7 @@ from monitors.metrics import (
     publish_canary,
     publish_drift_test,
     publish_drift_window,
+    reset_drift,
 )
 from monitors.watch import DriftWatch, WatchConfig
 
@@ -69,6 +70,7 @@ class Monitor:
         self._runners: dict[str, object] = {}
         self.canary_results: dict[str, dict[str, dict]] = {t: {} for t in SETTINGS.tasks}
         self._canary_lock = asyncio.Lock()
+        self._follow_locks = {t: asyncio.Lock() for t in SETTINGS.tasks}
         self._background: set[asyncio.Task] = set()
         init_monitor(tuple(self.watches), {t: self._attacks(t) for t in self.watches})
 
@@ -90,6 +92,7 @@ class Monitor:
     @bentoml.on_startup
     async def _start(self) -> None:
         for watch in self.watches.values():
+            reset_drift(watch.task)
             self._spawn(asyncio.to_thread(watch.calibrate_online))
             publish_drift_window(watch.task, watch.fill, None, 0)
         self._spawn(self._canary_schedule())
@@ -104,17 +107,25 @@ class Monitor:
         """Switch the task's watch and canaries to the bundle the predictor says it serves."""
         if not bundle_path or str(self.bundles[task].path) == bundle_path:
             return
-        log.warning("%s: predictor serves %s, monitor had %s; following the predictor",
-                    task, bundle_path, self.bundles[task].path)  # fmt: skip
-        self.bundles[task] = await asyncio.to_thread(load_bundle, bundle_path)
-        self.watches[task] = self._watch(task)
-        self._runners.pop(task, None)
-        self._spawn(asyncio.to_thread(self.watches[task].calibrate_online))
+        async with self._follow_locks[task]:  # concurrent ingests: one reload, not one each
+            if str(self.bundles[task].path) == bundle_path:
+                return
+            log.warning("%s: predictor serves %s, monitor had %s; following the predictor",
+                        task, bundle_path, self.bundles[task].path)  # fmt: skip
+            bundle = await asyncio.to_thread(load_bundle, bundle_path)
+            if bundle.task != task:
+                raise InvalidArgument(f"{bundle_path} is a {bundle.task} bundle, not {task}")
+            self.bundles[task] = bundle
+            self.watches[task] = self._watch(task)
+            self.canary_results[task] = {}
+            reset_drift(task)
+            self._spawn(asyncio.to_thread(self.watches[task].calibrate_online))
 
     async def _windowed_test(self, watch: DriftWatch) -> None:
         try:
             result = await asyncio.to_thread(watch.test)
-            publish_drift_test(watch.task, result)
+            if self.watches[watch.task] is watch:  # not a model replaced meanwhile
+                publish_drift_test(watch.task, result)
         except Exception:  # a failed test must not stop the monitor; it is logged
             log.exception("%s: windowed drift test failed", watch.task)
         finally:
@@ -152,8 +163,9 @@ class Monitor:
         from monitors.canaries import CanaryConfig, CanaryRunner
         from training.bundle import onnx_session
 
-        if task not in self._runners:
-            bundle = self.bundles[task]
+        bundle = self.bundles[task]
+        runner = self._runners.get(task)
+        if runner is None or runner.bundle is not bundle:  # none yet, or the model changed
             session = onnx_session(
                 bundle.onnx_path, choose_providers(SETTINGS.provider), SETTINGS.canary_threads
             )
@@ -162,8 +174,9 @@ class Monitor:
                 population=SETTINGS.canary_population, generations=SETTINGS.canary_generations,
                 eps_scale=SETTINGS.canary_eps_scale,
             )  # fmt: skip
-            self._runners[task] = CanaryRunner(bundle, session, config)
-        return self._runners[task]
+            runner = CanaryRunner(bundle, session, config)
+            self._runners[task] = runner
+        return runner
 
     def _run_one(self, task: str, attack: str) -> dict:
         from monitors.canaries import CanaryResult
@@ -197,19 +210,27 @@ class Monitor:
             return
         await asyncio.sleep(SETTINGS.canary_delay_s)
         while True:
-            await self._round(list(self.watches), list(SETTINGS.canary_attacks))
+            try:
+                await self._round(list(self.watches), list(SETTINGS.canary_attacks))
+            except Exception:  # the schedule must outlive one bad round; the stale alert shows it
+                log.exception("canary round failed")
             await asyncio.sleep(SETTINGS.canary_interval_s)
 
     @bentoml.api
-    async def run_canaries(self, task: str = "", attack: str = "") -> list[dict]:
-        """Run one canary round now (all tasks / configured attacks unless named)."""
+    async def run_canaries(self, task: str = "", attack: str = "") -> dict:
+        """Start one canary round now (all tasks / configured attacks unless named) and return
+        at once: a round can outlast any HTTP timeout. ``GET /v1/robustness`` shows the results;
+        a round already running is not doubled."""
         tasks = [task] if task else list(self.watches)
         attacks = [attack] if attack else list(SETTINGS.canary_attacks)
         if unknown := [t for t in tasks if t not in self.watches]:
             raise InvalidArgument(f"tasks {unknown} are not served; served: {list(self.watches)}")
         if bad := [a for a in attacks if a not in ("onepixel", "fgsm", "pgd_linf", "pgd_l2")]:
             raise InvalidArgument(f"unknown attacks {bad}")
-        return await self._round(tasks, attacks)
+        if self._canary_lock.locked():
+            return {"started": False, "reason": "a canary round is running"}
+        self._spawn(self._round(tasks, attacks))
+        return {"started": True, "tasks": tasks, "attacks": attacks}
 
     @bentoml.api
     async def robustness(self) -> dict:
