@@ -143,8 +143,8 @@ class Monitor:
             raise InvalidArgument(
                 f"latents must be [N, {watch.reference.shape[1]}], got shape {lat.shape}"
             )
-        alarms = await asyncio.to_thread(watch.add, lat)
-        LATENTS_RECEIVED.labels(task=task).inc(len(lat))
+        LATENTS_RECEIVED.labels(task=task).inc(len(lat))  # before the await: a caller that
+        alarms = await asyncio.to_thread(watch.add, lat)  # gives up does not undo the add
         publish_drift_window(task, watch.fill, watch.last_online, alarms)
         if watch.due() and task not in self._testing:
             self._testing.add(task)
