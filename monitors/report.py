@@ -41,10 +41,10 @@ from .drift import MMDDrift
 from .online import OnlineMMDDrift
 
 
-def test_latents(bundle: Bundle, domain: str, batch: int = 256) -> np.ndarray:
-    """Latents [N_test, D] of the test split of the bundle's ``source`` or ``target`` dataset."""
+def test_latents(bundle: Bundle, session, domain: str, batch: int = 256) -> np.ndarray:
+    """Latents [N_test, D] of the test split of the bundle's ``source`` or ``target`` dataset,
+    from ``session`` (an ONNX Runtime session on the bundle's model)."""
     path = Path(bundle.info["datasets"][domain]["path"])
-    session = onnx_session(bundle.onnx_path, ["CPUExecutionProvider"])
     prep = bundle.preprocessing
     with h5py.File(path) as f:
         idx = np.flatnonzero(f["split"][:] == 2)
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         b = load(ref)
         name = f"{b.info['name']}:{b.path.name}"
         reference = b.reference_latents()
-        src, tgt = test_latents(b, "source"), test_latents(b, "target")
+        session = onnx_session(b.onnx_path, ["CPUExecutionProvider"])
+        src, tgt = test_latents(b, session, "source"), test_latents(b, session, "target")
         kw = dict(window=args.window, trials=args.trials, alpha=args.alpha,
                   n_permutations=args.permutations, seed=args.seed)  # fmt: skip
         w_src = windowed_trials(reference, src, desc=f"{name} Y10 windows", **kw)

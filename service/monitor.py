@@ -26,6 +26,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 
+from monitors.canaries import ATTACKS, CanaryConfig, CanaryResult, CanaryRunner, applicable
 from monitors.metrics import (
     LATENTS_RECEIVED,
     init_monitor,
@@ -35,9 +36,10 @@ from monitors.metrics import (
     reset_drift,
 )
 from monitors.watch import DriftWatch, WatchConfig
+from training.store import load as load_checked
 
 from .config import from_env
-from .runtime import choose_providers, load_bundle
+from .runtime import choose_providers
 
 log = logging.getLogger("skyguard.monitor")
 SETTINGS = from_env()
@@ -64,7 +66,8 @@ class Monitor:
         import torch
 
         torch.set_num_threads(SETTINGS.canary_threads)  # this worker must not starve serving
-        self.bundles = {t: load_bundle(SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
+        # schema and sha256 checked here; ONNX parity is the predictor's (it serves the model)
+        self.bundles = {t: load_checked(SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
         self.watches = {t: self._watch(t) for t in SETTINGS.tasks}
         self._testing: set[str] = set()
         self._runners: dict[str, object] = {}
@@ -72,13 +75,8 @@ class Monitor:
         self._canary_lock = asyncio.Lock()
         self._follow_locks = {t: asyncio.Lock() for t in SETTINGS.tasks}
         self._background: set[asyncio.Task] = set()
-        init_monitor(tuple(self.watches), {t: self._attacks(t) for t in self.watches})
-
-    @staticmethod
-    def _attacks(task: str) -> tuple[str, ...]:
-        """The configured canary attacks that apply to ``task`` (no one-pixel for photo-z)."""
-        return tuple(
-            a for a in SETTINGS.canary_attacks if not (a == "onepixel" and task == "photoz")
+        init_monitor(
+            tuple(self.watches), {t: applicable(t, SETTINGS.canary_attacks) for t in self.watches}
         )
 
     def _watch(self, task: str) -> DriftWatch:
@@ -112,7 +110,7 @@ class Monitor:
                 return
             log.warning("%s: predictor serves %s, monitor had %s; following the predictor",
                         task, bundle_path, self.bundles[task].path)  # fmt: skip
-            bundle = await asyncio.to_thread(load_bundle, bundle_path)
+            bundle = await asyncio.to_thread(load_checked, bundle_path)
             if bundle.task != task:
                 raise InvalidArgument(f"{bundle_path} is a {bundle.task} bundle, not {task}")
             self.bundles[task] = bundle
@@ -160,7 +158,6 @@ class Monitor:
 
     # --- canaries -------------------------------------------------------------------------
     def _runner(self, task: str):
-        from monitors.canaries import CanaryConfig, CanaryRunner
         from training.bundle import onnx_session
 
         bundle = self.bundles[task]
@@ -179,8 +176,6 @@ class Monitor:
         return runner
 
     def _run_one(self, task: str, attack: str) -> dict:
-        from monitors.canaries import CanaryResult
-
         t0 = time.perf_counter()
         try:
             return self._runner(task).run(attack).to_dict()
@@ -198,7 +193,7 @@ class Monitor:
         out = []
         async with self._canary_lock:
             for task in tasks:
-                for attack in [a for a in attacks if not (a == "onepixel" and task == "photoz")]:
+                for attack in applicable(task, attacks):
                     result = await asyncio.to_thread(self._run_one, task, attack)
                     publish_canary(result)
                     self.canary_results[task][attack] = result
@@ -225,7 +220,7 @@ class Monitor:
         attacks = [attack] if attack else list(SETTINGS.canary_attacks)
         if unknown := [t for t in tasks if t not in self.watches]:
             raise InvalidArgument(f"tasks {unknown} are not served; served: {list(self.watches)}")
-        if bad := [a for a in attacks if a not in ("onepixel", "fgsm", "pgd_linf", "pgd_l2")]:
+        if bad := [a for a in attacks if a not in ATTACKS]:
             raise InvalidArgument(f"unknown attacks {bad}")
         if self._canary_lock.locked():
             return {"started": False, "reason": "a canary round is running"}
