@@ -83,3 +83,26 @@ def test_float32_precision_agrees_with_float64(rng):
     assert s32.p_value == pytest.approx(s64.p_value, abs=2 / 201)
     with pytest.raises(ValueError, match="precision"):
         MMDDrift(x_ref, precision="float16")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+@pytest.mark.parametrize("bandwidth", ["median", "multi"])
+def test_pooled_distances_match_the_full_kernel(rng, monkeypatch, cache, bandwidth):
+    """The test's kernel (cached reference block, window rows, their transpose) is the pooled
+    sample's kernel matrix, and repeated tests against one reference agree with a fresh one."""
+    import monitors.drift as drift
+    from training.mmd import gaussian_kernel, sigmas_for
+
+    if not cache:
+        monkeypatch.setattr(drift, "REF_CACHE_MAX", 0)
+    ref, x = rng.normal(size=(60, 6)), rng.normal(size=(25, 6)) + 0.2
+    det = MMDDrift(ref, bandwidth=bandwidth, seed=5)
+    assert (det._d2_ref is not None) == cache
+    xt = torch.from_numpy(x.astype(np.float32)).to(det.x_ref)
+    d2 = det._pooled_distances(xt)
+    k = gaussian_kernel(d2, sigmas_for(d2, bandwidth), inplace=True)
+    full = kernel_matrix(torch.cat([det.x_ref, xt]), bandwidth)
+    torch.testing.assert_close(k, full, rtol=1e-12, atol=1e-12)
+    det.score(rng.normal(size=(25, 6)))  # an earlier test leaves the cache as it was
+    again = MMDDrift(ref, bandwidth=bandwidth, seed=5).score(x)
+    assert det.score(x).statistic == pytest.approx(again.statistic, rel=1e-12)

@@ -146,3 +146,21 @@ def test_adversarial_batches_are_perturbed(monkeypatch, tiny_data, tmp_path):
         assert (adv - x).abs().max() <= r.adv_eps * (1 + 1e-5)
         assert (adv - x).abs().max() > 0 and adv.min() >= 0 and adv.max() <= 1
         assert training_mode  # training resumes in train mode after each attack
+
+
+@pytest.mark.parametrize(("n_target", "sizes"), [(50, [8, 8, 8, 8, 8, 8, 2]), (7, [4, 4, 4])])
+def test_target_batches_hold_no_object_twice(n_target, sizes):
+    """MMD recipes pair each source batch with target objects drawn without replacement: no
+    object twice within a batch (duplicates stalled the multi-bandwidth recipe), every object
+    once per pass over the target set."""
+    from training.trainer import _target_draws
+
+    draws = _target_draws(n_target, sizes, torch.Generator().manual_seed(0))
+    assert [len(d) for d in draws] == sizes
+    flat = torch.cat(draws)
+    for start in range(0, len(flat) - n_target + 1, n_target):  # each full pass
+        assert sorted(flat[start : start + n_target].tolist()) == list(range(n_target))
+    if n_target >= max(sizes):
+        within_pass = [d for d, s in zip(draws, np.cumsum([0, *sizes[:-1]]), strict=True)
+                       if s // n_target == (s + len(d) - 1) // n_target]  # fmt: skip
+        assert within_pass and all(len(set(d.tolist())) == len(d) for d in within_pass)

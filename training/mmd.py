@@ -86,18 +86,28 @@ def sigmas_for(d2: Tensor, bandwidth: Bandwidth | Sequence[float]) -> Tensor:
     return sig
 
 
-def gaussian_kernel(d2: Tensor, sigmas: Tensor) -> Tensor:
+def gaussian_kernel(d2: Tensor, sigmas: Tensor, inplace: bool = False) -> Tensor:
     """Σ_σ exp(−d² / 2σ²), elementwise over a squared-distance matrix (accumulated width by
-    width, so memory stays that of one matrix)."""
+    width, so memory stays that of one matrix).
+
+    ``inplace`` (no gradient only): d2 is a scratch buffer the caller gives up; with one width
+    the kernel is written into it (no new N×M buffer), with several it serves as the scratch."""
     if d2.requires_grad:
         out = torch.zeros_like(d2)
         for s in sigmas:
             out = out + torch.exp(-d2 / (2.0 * s * s))
         return out
-    out, tmp = torch.zeros_like(d2), torch.empty_like(d2)
-    for s in sigmas:  # in place: two N×M buffers whatever the number of widths
-        torch.mul(d2, -0.5 / float(s) ** 2, out=tmp)
-        out.add_(tmp.exp_())
+    scale = [-0.5 / float(s) ** 2 for s in sigmas]
+    if inplace and len(scale) == 1:
+        return d2.mul_(scale[0]).exp_()
+    # first width written straight into the result, the others through one scratch buffer
+    out = torch.mul(d2, scale[0]).exp_()
+    middle, last = scale[1:-1], scale[1:][-1:]
+    tmp = torch.empty_like(d2) if middle or (last and not inplace) else None
+    for c in middle:
+        out.add_(torch.mul(d2, c, out=tmp).exp_())
+    for c in last:  # the last width may consume d2 itself
+        out.add_((d2.mul_(c) if inplace else torch.mul(d2, c, out=tmp)).exp_())
     return out
 
 
@@ -108,7 +118,7 @@ def kernel_matrix(z: Tensor, bandwidth: Bandwidth | Sequence[float] = "multi") -
     # narrowest widths (1e-6) would turn into a kernel value below 1
     d2 = d2.clone() if d2.requires_grad else d2
     d2.fill_diagonal_(0.0)
-    return gaussian_kernel(d2, sigmas_for(d2, bandwidth))
+    return gaussian_kernel(d2, sigmas_for(d2, bandwidth), inplace=not d2.requires_grad)
 
 
 def mmd2_from_kernel(k: Tensor, n_x: int) -> Tensor:

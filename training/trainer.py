@@ -97,6 +97,30 @@ def _batches(n: int, size: int, gen: torch.Generator | None) -> Iterator[Tensor]
             yield b
 
 
+def _target_draws(n_target: int, sizes: list[int], gen: torch.Generator) -> list[Tensor]:
+    """Indices of the unlabelled target batch paired with each source batch (``sizes`` [B]
+    batch lengths): consecutive slices of shuffled passes over the n_target target objects, so
+    an object appears at most once in a batch (unless a batch straddles two passes) and every
+    object once per pass.
+
+    Measured reason (issue 3): drawn with replacement, most batches held some target object
+    twice, and the ``mmd`` recipe with the multi-bandwidth kernel trained far slower — ConvNet,
+    lr 1e-4, 2,800 objects: validation CE after 4 epochs 0.96 and 0.77 (seeds 0, 1) with
+    replacement, 0.39 and 0.31 without; drawn without replacement batch by batch, at the same
+    points of the random stream as the old draws, seed 1 had 0.50 after 3 epochs against 0.84. Why duplicates hurt was not pinned down: at a stalled checkpoint the MMD term's
+    gradient norm was the same with and without a duplicate in the batch.
+    """
+    need = sum(sizes)
+    order = torch.cat(
+        [torch.randperm(n_target, generator=gen) for _ in range(-(-need // n_target))]
+    )
+    out, start = [], 0
+    for k in sizes:
+        out.append(order[start : start + k])
+        start += k
+    return out
+
+
 def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
     k = int(torch.randint(4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
@@ -381,12 +405,13 @@ def fit(
         seen = 0
         te = time.perf_counter()
         batches = list(_batches(len(xs), recipe.batch_size, gen))
-        for b in tqdm(batches, leave=False, disable=not progress, unit="batch"):
+        targets = _target_draws(len(xt_all), [len(b) for b in batches], gen) if use_mmd else None
+        for i, b in enumerate(tqdm(batches, leave=False, disable=not progress, unit="batch")):
             xb, tb = xs[b].to(device), obj.targets(ys[b])
             eb = None if es is None else es[b].to(device)
             xt = et = None
-            if use_mmd:
-                it = torch.randint(len(xt_all), (len(b),), generator=gen)
+            if targets is not None:
+                it = targets[i]
                 xt = xt_all[it].to(device)
                 et = None if et_all is None else et_all[it].to(device)
             parts = train_batch(model, obj, opt, xb, tb, eb, xt, et, bounds, gen)
