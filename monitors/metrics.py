@@ -9,6 +9,8 @@ detectors), and the decisions are taken by their ``predict`` methods.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
 
 PREDICTIONS = Counter(
@@ -99,48 +101,57 @@ DRIFT_ONLINE_ALARMS = Counter(
     ["task"],
 )
 
-# --- canaries (attack: onepixel, fgsm, pgd_linf, pgd_l2) -------------------------------------
+# --- canaries (attack: onepixel, fgsm, pgd_linf, pgd_l2; model: the attacked bundle's store
+# name:version, as in GET /v1/robustness). The monitor follows the predictor to a new bundle, so
+# each model has its own series: a rule comparing a figure over time compares one model with
+# itself, never with its predecessor. ------------------------------------------------------------
 CANARY_FLIP_RATIO = Gauge(
     "skyguard_canary_flip_ratio",
     "Fraction of canary cutouts whose label the attack flipped on the live model (latest run)",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_ACCURACY = Gauge(
     "skyguard_canary_accuracy_under_attack_ratio",
     "Accuracy of the live model on the attacked canary cutouts (latest run)",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_LATENT_DISTANCE = Gauge(
     "skyguard_canary_flip_latent_distance",
     "Median Euclidean latent distance d_E between a canary and its flipped image (latest run)",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_STEPS = Gauge(
     "skyguard_canary_steps_to_flip",
     "Median generations (one-pixel) or gradient steps (FGSM, PGD) to flip, over flipped canaries",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_DURATION = Gauge(
     "skyguard_canary_duration_seconds",
     "Wall time of the latest canary run",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_LAST_RUN = Gauge(
     "skyguard_canary_last_run_timestamp_seconds",
     "Unix time at which the latest canary run finished",
-    ["task", "attack"],
+    ["task", "attack", "model"],
     **_GAUGE,
 )
 CANARY_RUNS = Counter(
     "skyguard_canary_runs_total",
-    "Canary runs, by task, attack and outcome (ok, error, over_budget)",
-    ["task", "attack", "outcome"],
+    "Canary runs, by task, attack, model and outcome (ok, error, over_budget)",
+    ["task", "attack", "model", "outcome"],
 )
+# a model's figures, dropped when it stops being the live one. Not the last-run time: the stale
+# alert reads it across models (max by task, attack), and must not go blind on a model switch
+# until the new model's first run finishes.
+_CANARY_FIGURES = (CANARY_FLIP_RATIO, CANARY_ACCURACY, CANARY_LATENT_DISTANCE, CANARY_STEPS,
+                   CANARY_DURATION)  # fmt: skip
+_CANARY_OUTCOMES = ("ok", "error", "over_budget")
 
 
 # --- publishing: numbers computed elsewhere go to the metrics here, and only here --------------
@@ -172,10 +183,14 @@ def publish_drift_window(task: str, fill: float, online: dict | None, alarms: in
         DRIFT_ONLINE_ALARMS.labels(task=task).inc(alarms)
 
 
-def publish_canary(result: dict) -> None:
-    """A ``CanaryResult.to_dict()``: gauges only when the run attacked something."""
-    labels = {"task": result["task"], "attack": result["attack"]}
+def publish_canary(result: dict, live: bool = True) -> None:
+    """A ``CanaryResult.to_dict()``: the run is counted; its figures go to the gauges when it
+    attacked something and its model is still the live one (``live``): a run that finished after
+    a model switch must not bring back the retired model's series."""
+    labels = {"task": result["task"], "attack": result["attack"], "model": result["model"]}
     CANARY_RUNS.labels(**labels, outcome=result["outcome"]).inc()
+    if not live:
+        return
     CANARY_DURATION.labels(**labels).set(result["duration_s"])
     CANARY_LAST_RUN.labels(**labels).set(result["finished_at"])
     if not result["n"]:
@@ -186,6 +201,30 @@ def publish_canary(result: dict) -> None:
     for gauge, key in ((CANARY_LATENT_DISTANCE, "median_latent_distance"),
                        (CANARY_STEPS, "median_steps")):  # fmt: skip
         gauge.labels(**labels).set(float("nan") if result[key] is None else result[key])
+
+
+def switch_canary_model(task: str, old: str, new: str, attacks: tuple[str, ...]) -> None:
+    """``task``'s live model is now ``new`` (name:version), no longer ``old``: the old model's
+    canary figures go, so that dashboards and rules see the live model only, and the new one's
+    run counters start at zero (``attacks``: the attacks run on it). The old model's counters
+    stay (a ``_total`` never goes back; it simply stops growing), and so does its last-run time
+    (see ``_CANARY_FIGURES``).
+
+    prometheus_client's multiprocess mode, which BentoML runs, cannot remove a series (the merged
+    registry keeps every label set a process ever wrote): there the old figures become NaN,
+    which ``>= 0`` and every comparison in the rules and dashboards leave out."""
+    multiprocess = (
+        "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+    )
+    for gauge in _CANARY_FIGURES:
+        for sample in gauge.collect()[0].samples:  # the label sets this process wrote
+            if sample.labels["task"] != task or sample.labels["model"] != old:
+                continue
+            if multiprocess:
+                gauge.labels(**sample.labels).set(float("nan"))
+            else:
+                gauge.remove(task, sample.labels["attack"], old)
+    init_canaries(task, new, attacks)
 
 
 # --- every label set a process can produce exists from its start, at zero: dashboards show 0,
@@ -203,13 +242,20 @@ def init_predictor(tasks: tuple[str, ...]) -> None:
             LATENTS_DROPPED.labels(task=task, reason=reason)
 
 
-def init_monitor(tasks: tuple[str, ...], attacks: dict[str, tuple[str, ...]]) -> None:
-    """``attacks``: the canary attacks run per task."""
-    for task in tasks:
+def init_canaries(task: str, model: str, attacks: tuple[str, ...]) -> None:
+    """``model`` is ``task``'s live model (at start, or after a switch); ``attacks``: the canary
+    attacks run on it."""
+    for attack in attacks:
+        for outcome in _CANARY_OUTCOMES:
+            CANARY_RUNS.labels(task=task, attack=attack, model=model, outcome=outcome)
+
+
+def init_monitor(models: dict[str, str], attacks: dict[str, tuple[str, ...]]) -> None:
+    """``models``: task → its live model's name:version; ``attacks``: the canary attacks run per
+    task."""
+    for task, model in models.items():
         LATENTS_RECEIVED.labels(task=task)
         DRIFT_ONLINE_ALARMS.labels(task=task)
         for outcome in ("drift", "no_drift"):
             DRIFT_TESTS.labels(task=task, outcome=outcome)
-        for attack in attacks.get(task, ()):
-            for outcome in ("ok", "error", "over_budget"):
-                CANARY_RUNS.labels(task=task, attack=attack, outcome=outcome)
+        init_canaries(task, model, attacks.get(task, ()))

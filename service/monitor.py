@@ -34,6 +34,7 @@ from monitors.metrics import (
     publish_drift_test,
     publish_drift_window,
     reset_drift,
+    switch_canary_model,
 )
 from monitors.watch import DriftWatch, WatchConfig
 from training.store import load as load_checked
@@ -46,6 +47,8 @@ SETTINGS = from_env()
 
 
 def _model_label(bundle) -> str:
+    """The bundle's store name:version: the canary metrics' ``model`` label, as the canary
+    results (``CanaryRunner.model_name``) and ``/v1/robustness`` name it."""
     return f"{bundle.info['name']}:{bundle.path.name}"
 
 
@@ -76,7 +79,8 @@ class Monitor:
         self._follow_locks = {t: asyncio.Lock() for t in SETTINGS.tasks}
         self._background: set[asyncio.Task] = set()
         init_monitor(
-            tuple(self.watches), {t: applicable(t, SETTINGS.canary_attacks) for t in self.watches}
+            {t: _model_label(b) for t, b in self.bundles.items()},
+            {t: applicable(t, SETTINGS.canary_attacks) for t in self.watches},
         )
 
     def _watch(self, task: str) -> DriftWatch:
@@ -113,10 +117,13 @@ class Monitor:
             bundle = await asyncio.to_thread(load_checked, bundle_path)
             if bundle.task != task:
                 raise InvalidArgument(f"{bundle_path} is a {bundle.task} bundle, not {task}")
+            old, new = _model_label(self.bundles[task]), _model_label(bundle)
             self.bundles[task] = bundle
             self.watches[task] = self._watch(task)
             self.canary_results[task] = {}
             reset_drift(task)
+            if new != old:
+                switch_canary_model(task, old, new, applicable(task, SETTINGS.canary_attacks))
             self._spawn(asyncio.to_thread(self.watches[task].calibrate_online))
 
     async def _windowed_test(self, watch: DriftWatch) -> None:
@@ -153,7 +160,12 @@ class Monitor:
     async def status(self) -> dict:
         """Per task: latents received, window fill, the latest windowed test and online result."""
         return {
-            t: {"model": str(self.bundles[t].path), **w.status()} for t, w in self.watches.items()
+            t: {
+                "model": _model_label(self.bundles[t]),
+                "bundle": str(self.bundles[t].path),
+                **w.status(),
+            }
+            for t, w in self.watches.items()
         }
 
     # --- canaries -------------------------------------------------------------------------
@@ -195,8 +207,12 @@ class Monitor:
             for task in tasks:
                 for attack in applicable(task, attacks):
                     result = await asyncio.to_thread(self._run_one, task, attack)
-                    publish_canary(result)
-                    self.canary_results[task][attack] = result
+                    # the model may have been switched while the run went on: then the run is
+                    # counted, but its figures are a retired model's and are not shown
+                    live = result["model"] == _model_label(self.bundles[task])
+                    publish_canary(result, live=live)
+                    if live:
+                        self.canary_results[task][attack] = result
                     out.append(result)
         return out
 
@@ -230,5 +246,5 @@ class Monitor:
     @bentoml.api
     async def robustness(self) -> dict:
         """The latest canary run per task and attack, with the model it attacked."""
-        return {t: {"model": str(self.bundles[t].path), "attacks": r}
+        return {t: {"model": _model_label(self.bundles[t]), "bundle": str(self.bundles[t].path), "attacks": r}
                 for t, r in self.canary_results.items()}  # fmt: skip

@@ -198,15 +198,24 @@ def test_drift_alert_canaries_and_dashboards_on_real_prometheus(stack, e2e_model
         prom, 'skyguard_drift_threshold{task="morphology"}'
     )
 
-    # canaries ran against the live model and are in Prometheus
+    # canaries ran against the live model and are in Prometheus (the run counters exist from
+    # the start at zero: a run is one that counted)
     for attack in ("onepixel", "fgsm", "pgd_linf"):
-        _until(lambda a=attack: _query(prom, f'skyguard_canary_runs_total{{attack="{a}"}}'), 90,
-               f"no {attack} canary run in Prometheus")  # fmt: skip
+        _until(lambda a=attack: _query(prom, f'skyguard_canary_runs_total{{attack="{a}"}} > 0'),
+               90, f"no {attack} canary run in Prometheus")  # fmt: skip
     assert _query(prom, "skyguard_canary_flip_ratio")
     assert _query(prom, 'skyguard_canary_last_run_timestamp_seconds{attack="onepixel"}')
     robustness = httpx.get(f"{url}/v1/robustness").json()["morphology"]["attacks"]
     assert {"onepixel", "fgsm", "pgd_linf"} <= set(robustness)
     assert all(r["outcome"] in ("ok", "over_budget") for r in robustness.values()), robustness
+    # every canary series names the model it attacked, as /v1/robustness does (name:version)
+    (model,) = {r["model"] for r in robustness.values()}
+    assert httpx.get(f"{url}/v1/robustness").json()["morphology"]["model"] == model
+    assert httpx.get(f"{url}/v1/drift").json()["morphology"]["model"] == model
+    for metric in ("skyguard_canary_flip_ratio", "skyguard_canary_last_run_timestamp_seconds",
+                   "skyguard_canary_runs_total"):  # fmt: skip
+        found = _query(prom, f'{metric}{{task="morphology"}}')
+        assert found and {r["metric"]["model"] for r in found} == {model}, (metric, found)
 
     # a broken cutout is refused with its reason, counted, and serving goes on
     bad = y10[:1].astype(np.float64)

@@ -76,6 +76,11 @@ GATEWAY = 'service_name="skyguard", endpoint!~"/metrics|/readyz|/livez|/healthz"
 PREDICTOR = 'service_name="skyguard-predictor", endpoint!~"/metrics|/readyz|/livez|/healthz"'
 TASK = 'task=~"$task"'
 TASK_ATTACK = 'task=~"$task", attack=~"$attack"'
+# a canary figure per model (the monitor follows the predictor to new bundles). A retired model's
+# figures are NaN (prometheus_client's multiprocess mode cannot remove a series): ``>= 0`` leaves
+# them out of graphs and legends, as it leaves out a run that flipped nothing.
+LIVE = ">= 0"
+MODEL_LEGEND = "{{task}} {{attack}} {{model}}"
 
 # bounds of deploy/prometheus/rules/skyguard.rules.yml, drawn as threshold lines
 FLIP_RATIO_BOUND = 0.5
@@ -383,8 +388,8 @@ def canaries() -> Dashboard:
             "depend on their ε and are read against their own history.",
             [
                 q(
-                    f"max by (task, attack) (skyguard_canary_flip_ratio{{{TASK_ATTACK}}})",
-                    "{{task}} {{attack}}",
+                    f"max by (task, attack, model) (skyguard_canary_flip_ratio{{{TASK_ATTACK}}} {LIVE})",
+                    MODEL_LEGEND,
                 )
             ],
             "percentunit",
@@ -399,8 +404,8 @@ def canaries() -> Dashboard:
             "Accuracy of the live model on the attacked canaries.",
             [
                 q(
-                    f"max by (task, attack) (skyguard_canary_accuracy_under_attack_ratio{{{TASK_ATTACK}}})",
-                    "{{task}} {{attack}}",
+                    f"max by (task, attack, model) (skyguard_canary_accuracy_under_attack_ratio{{{TASK_ATTACK}}} {LIVE})",
+                    MODEL_LEGEND,
                 )
             ],
             "percentunit",
@@ -412,18 +417,20 @@ def canaries() -> Dashboard:
         timeseries(
             "Latent distance to the flipped image",
             "Median Euclidean latent distance d_E between a canary and its flipped image: the "
-            "further, the more robust (DeepAdversaries §5). Dashed: half the 7-day average, "
-            "below which SkyguardCanaryLatentDistanceFalling fires.",
+            "further, the more robust (DeepAdversaries §5). Dashed: half the model's own 7-day "
+            "average, below which SkyguardCanaryLatentDistanceFalling fires.",
             [
                 q(
-                    f"max by (task, attack) (skyguard_canary_flip_latent_distance{{{TASK_ATTACK}}})",
-                    "{{task}} {{attack}}",
+                    f"max by (task, attack, model) (skyguard_canary_flip_latent_distance{{{TASK_ATTACK}}} {LIVE})",
+                    MODEL_LEGEND,
                 ),
                 q(
-                    # the recording rule the alert reads (deploy/prometheus/rules)
-                    "0.5 * task_attack:skyguard_canary_flip_latent_distance:avg_over_time7d"
-                    f"{{{TASK_ATTACK}}}",
-                    "{{task}} {{attack}} alert bound",
+                    # the recording rules the alert reads (deploy/prometheus/rules), for the
+                    # models with a figure now: a retired model's average outlives it by 7 days
+                    "0.5 * task_attack_model:skyguard_canary_flip_latent_distance:avg_over_time7d"
+                    f"{{{TASK_ATTACK}}} and on (task, attack, model) "
+                    f"task_attack_model:skyguard_canary_flip_latent_distance:max{{{TASK_ATTACK}}}",
+                    f"{MODEL_LEGEND} alert bound",
                 ),
             ],
             lo=0,
@@ -436,8 +443,8 @@ def canaries() -> Dashboard:
             "canaries: more steps, a more robust model.",
             [
                 q(
-                    f"max by (task, attack) (skyguard_canary_steps_to_flip{{{TASK_ATTACK}}})",
-                    "{{task}} {{attack}}",
+                    f"max by (task, attack, model) (skyguard_canary_steps_to_flip{{{TASK_ATTACK}}} {LIVE})",
+                    MODEL_LEGEND,
                 )
             ],
             lo=0,
@@ -447,8 +454,8 @@ def canaries() -> Dashboard:
     d = d.with_panel(
         stat(
             "Since the latest run",
-            f"Age of the latest finished run; SkyguardCanaryStale fires past "
-            f"{CANARY_STALE_S // 3600} h.",
+            f"Age of the latest finished run, whatever model it attacked; SkyguardCanaryStale "
+            f"fires past {CANARY_STALE_S // 3600} h.",
             [
                 q(
                     f"time() - max by (task, attack) (skyguard_canary_last_run_timestamp_seconds{{{TASK_ATTACK}}})",
@@ -469,8 +476,8 @@ def canaries() -> Dashboard:
             "budget so that serving is not starved).",
             [
                 q(
-                    f"max by (task, attack) (skyguard_canary_duration_seconds{{{TASK_ATTACK}}})",
-                    "{{task}} {{attack}}",
+                    f"max by (task, attack, model) (skyguard_canary_duration_seconds{{{TASK_ATTACK}}} {LIVE})",
+                    MODEL_LEGEND,
                 )
             ],
             "s",
