@@ -164,3 +164,24 @@ def test_target_batches_hold_no_object_twice(n_target, sizes):
         within_pass = [d for d, s in zip(draws, np.cumsum([0, *sizes[:-1]]), strict=True)
                        if s // n_target == (s + len(d) - 1) // n_target]  # fmt: skip
         assert within_pass and all(len(set(d.tolist())) == len(d) for d in within_pass)
+
+
+def test_augmentation_is_per_image():
+    """003 §2 augments each image by its own 90° turn and flip: every output is one of the
+    eight symmetries of its own input, and a batch uses several of them."""
+    from training.trainer import _augment
+
+    x = torch.arange(64 * 2 * 5 * 5, dtype=torch.float32).reshape(64, 2, 5, 5)
+    out = _augment(x, torch.Generator().manual_seed(0))
+    used = set()
+    for i in range(len(x)):
+        matches = [
+            (k, f)
+            for k in range(4)
+            for f in (False, True)
+            if torch.equal(out[i], torch.flip(torch.rot90(x[i], k, (1, 2)), (2,)) if f
+                           else torch.rot90(x[i], k, (1, 2)))
+        ]  # fmt: skip
+        assert len(matches) == 1, i
+        used.add(matches[0])
+    assert len(used) == 8

@@ -122,11 +122,18 @@ def _target_draws(n_target: int, sizes: list[int], gen: torch.Generator) -> list
 
 
 def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
-    k = int(torch.randint(4, (1,), generator=gen))
-    x = torch.rot90(x, k, dims=(2, 3))
-    if bool(torch.randint(2, (1,), generator=gen)):
-        x = torch.flip(x, dims=(3,))
-    return x
+    """Each image [C, H, W] of x [N, C, H, W] turned by its own random multiple of 90° and
+    mirrored with probability ½ (003 §2: flips and rotations, per image; H = W)."""
+    turns = torch.randint(4, (len(x),), generator=gen)
+    flips = torch.randint(2, (len(x),), generator=gen).bool()
+    out = x.clone()
+    for k in range(4):
+        for flip in (False, True):
+            sel = ((turns == k) & (flips == flip)).nonzero().flatten()
+            if len(sel):
+                y = torch.rot90(x[sel], k, dims=(2, 3))
+                out[sel] = torch.flip(y, dims=(3,)) if flip else y
+    return out
 
 
 def _tensors(split: Split) -> tuple[Tensor, Tensor, Tensor | None]:
