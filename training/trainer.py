@@ -425,6 +425,7 @@ def fit(
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * len(b)
             seen += len(b)
+        train_seconds = time.perf_counter() - te
         val = evaluate_loss(model, obj, data, "val")
         if not np.isfinite(val["loss"]) or not all(np.isfinite(v) for v in sums.values()):
             raise FloatingPointError(
@@ -436,8 +437,8 @@ def fit(
             **{f"train_{k}": v / seen for k, v in sums.items()},
             **{f"val_{k}": v for k, v in val.items()},
             "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - te,
-            "images_per_s": seen / (time.perf_counter() - te),
+            "seconds": time.perf_counter() - te,  # the epoch, validation included
+            "images_per_s": seen / train_seconds,  # training steps only
         }
         history.append(row)
         if sched is not None:
