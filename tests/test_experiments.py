@@ -219,7 +219,7 @@ def test_models_found_in_store(morph):
 
 def test_cli_help_and_bad_bundle(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["experiment", "--help"])
+        main(["experiment", "morphology", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for option in ("morphology", "--bundle", "--arch", "--n-attack", "--population"):

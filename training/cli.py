@@ -16,7 +16,7 @@ from .recipes import RECIPES  # yaml only: --help stays instant
 
 TASKS = ("morphology", "photoz", "lsbg")
 #: ``skyguard experiment NAME``: the seeds' experiments (training.experiments)
-EXPERIMENTS = ("morphology",)
+EXPERIMENTS = ("morphology", "lsbg")
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -226,7 +226,7 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment(args: argparse.Namespace) -> int:
+def _experiment_morphology(args: argparse.Namespace) -> int:
     from .bundle import BundleError
     from .experiments import morphology
 
@@ -273,6 +273,38 @@ def _experiment(args: argparse.Namespace) -> int:
     for arch, d in r["distances"].items():
         js = ", ".join(f"{k} {v:.2f}" for k, v in d["js"].items() if v is not None)
         print(f"  {arch}: {d['n_both']} flipped under both; JS {js or '—'}")
+    return 0
+
+
+def _experiment_lsbg(args: argparse.Namespace) -> int:
+    from .bundle import BundleError
+    from .experiments import lsbg
+
+    out = args.out or "out/reports/lsbg"
+    noise = tuple(args.noise)
+    command = shlex.join(
+        ["skyguard", "experiment", "lsbg", "--data", args.data, "--out", out, "--noise",
+         *(f"{p:g}" for p in noise), "--finetune-n", str(args.finetune_n), "--seed",
+         str(args.seed)] + (["--cnn", args.cnn] if args.cnn else [])
+        + (["--full"] if args.full else [])
+    )  # fmt: skip
+    try:
+        r = lsbg.run_lsbg(args.data, out, cnn=args.cnn, noise_levels=noise,
+                          finetune_n=args.finetune_n, quick=not args.full, seed=args.seed,
+                          command=command)  # fmt: skip
+    except (BundleError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    dom = [d.upper() for d in r["data"]["domains"]]
+    print(f"report: {Path(out) / 'report.md'} ({r['wall_time_s']:.0f} s on "
+          f"{r['environment']['device']})")  # fmt: skip
+    for name, s in r["comparison"].items():
+        print(f"  {name:<4} {dom[0]} accuracy {s['accuracy']:.3f}, AUC {s['auc']:.3f}")
+    t = r["transfer"]
+    print(f"  CNN on {dom[1]}: accuracy {t['before']['accuracy']:.3f} before, "
+          f"{t['after']['accuracy']:.3f} after fine-tuning on {t['finetune_n']}")  # fmt: skip
+    for v in r["noise"].values():
+        print(f"  label noise {v['p']:.0%}: accuracy {v['accuracy']:.3f}, AUC {v['auc']:.3f}")
     return 0
 
 
@@ -436,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "experiment",
         help="re-run a seed's experiment and write its report (Markdown, PNG, JSON)",
+        description="Re-run one of the seeds' experiments on our mocks; each writes report.md, "
+        "report.json and PNGs into --out (default out/reports/NAME). 'skyguard experiment NAME "
+        "--help' lists its options.",
+    )
+    exs = ex.add_subparsers(dest="name", required=True, metavar="NAME")
+    mo = exs.add_parser(
+        "morphology",
+        help="002: ConvNet/ResNet18, regular vs MMD; one-pixel attacks, d_E, church windows",
         description="morphology (002): ConvNet (and ResNet18 with --arch), regular vs MMD "
         "domain adaptation on the Y10 and Y1 test splits: accuracy and weighted P/R/F1, one-pixel "
         "attacks on N_ATTACK test images, latent distances d_E over images flipped under both "
@@ -444,29 +484,55 @@ def build_parser() -> argparse.ArgumentParser:
         "trained now with the quick recipe. The defaults finish within 30 minutes on a 2-core "
         "CPU (002: at most 80 generations; Su et al.: population 400).",
     )
-    ex.add_argument("name", choices=EXPERIMENTS)
-    ex.add_argument("--data", default="data/train", help="dataset root (default data/train)")
-    ex.add_argument("--out", default=None, help="report directory (default out/reports/NAME)")
-    ex.add_argument("--bundle", action="extend", nargs="+", default=[], metavar="NAME=TAG",
+    mo.add_argument("--data", default="data/train", help="dataset root (default data/train)")
+    mo.add_argument("--out", default=None, help="report directory (default out/reports/NAME)")
+    mo.add_argument("--bundle", action="extend", nargs="+", default=[], metavar="NAME=TAG",
                     help="a model to compare, e.g. convnet-mmd=skyguard-morphology:abc or a "
                     "bundle directory (repeatable)")  # fmt: skip
-    ex.add_argument("--arch", nargs="+", default=["convnet"], choices=("convnet", "resnet18"),
+    mo.add_argument("--arch", nargs="+", default=["convnet"], choices=("convnet", "resnet18"),
                     help="architectures compared (default convnet)")  # fmt: skip
-    ex.add_argument("--n-attack", type=int, default=150, help="test images attacked (002: 150)")
-    ex.add_argument(
+    mo.add_argument("--n-attack", type=int, default=150, help="test images attacked (002: 150)")
+    mo.add_argument(
         "--population",
         type=int,
         default=None,
         help="DE population (default: sized for 30 minutes on 2 cores; Su et al.: 400)",
     )
-    ex.add_argument(
+    mo.add_argument(
         "--generations",
         type=int,
         default=None,
         help="DE generations at most (default: as --population; 002: 80)",
     )
-    ex.add_argument("--seed", type=int, default=0)
-    ex.set_defaults(func=_experiment)
+    mo.add_argument("--seed", type=int, default=0)
+    mo.set_defaults(func=_experiment_morphology)
+
+    ls = exs.add_parser(
+        "lsbg",
+        help="004: DeepShadows vs SVM/RF, DES→HSC fine-tuning, label noise, Grad-CAM",
+        description="lsbg (004): the DeepShadows CNN against an SVM and a random forest on sep "
+        "features, with bootstrap 95%% intervals, on the DES-like test split (Tables 2, 3); the "
+        "CNN on the HSC-like test split before and after fine-tuning on FINETUNE_N HSC-like "
+        "objects (Table 4); the CNN retrained with each fraction of training labels flipped "
+        "(Table 6); Grad-CAM of the four confusion cells. The CNN is --cnn, else the newest "
+        "stored deepshadows/regular lsbg bundle trained on DATA, else trained now (quick recipe, "
+        "stored). Fine-tuned and noisy models are not stored. Quick recipes by default: within "
+        "30 minutes on a 2-core CPU.",
+    )
+    ls.add_argument("--data", default="data/train", help="dataset root (default data/train)")
+    ls.add_argument("--out", default=None, help="report directory (default out/reports/lsbg)")
+    ls.add_argument("--cnn", default=None, metavar="TAG_OR_DIR",
+                    help="the DeepShadows bundle: store tag or bundle directory")  # fmt: skip
+    ls.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01, 0.05, 0.10, 0.33],
+                    metavar="P", help="fractions of training labels flipped, one retraining "
+                    "each (default and 004: 0 0.01 0.05 0.1 0.33)")  # fmt: skip
+    ls.add_argument("--finetune-n", type=int, default=320,
+                    help="HSC-like objects fine-tuned on (004: 320)")  # fmt: skip
+    ls.add_argument("--full", action="store_true",
+                    help="full recipes for the fine-tuning and noise retrainings (hours on a "
+                    "CPU; default: quick recipes)")  # fmt: skip
+    ls.add_argument("--seed", type=int, default=0)
+    ls.set_defaults(func=_experiment_lsbg)
 
     # scoring.cli parses everything after 'score' (its own --help too): no prefix characters
     # here, so argparse hands every argument over as it is
