@@ -149,9 +149,11 @@ def test_cli_options_and_bad_input(capsys, tmp_path):
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    args = p.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "1"])
+    # bad options are refused before anything is simulated or trained
+    args = p.parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "r"), "--epochs", "0"])
     assert main(args) == 2
-    assert "no photoz datasets" in capsys.readouterr().err
+    assert "epochs >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "photoz").exists()
     args = p.parse_args(["--data", str(tmp_path), "--fractions", "1.5"])
     assert main(args) == 2
     assert "fractions must lie in [0, 1)" in capsys.readouterr().err

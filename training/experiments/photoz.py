@@ -52,7 +52,7 @@ PGD_ITER, L2_ITER = 10, 40  # 003 §3.4 and Table 1
 ATTACKS = ("fgsm", "pgd_linf", "pgd_l2")
 #: images per attack / prediction batch on a CPU (Inception's activations stay < 1 GB)
 BATCH = 100
-DATA_ROOT, OUT_DIR = "data/science", "out/reports/photoz"
+DATA_ROOT, OUT_DIR = "data/train", "out/reports/photoz"
 #: The experiment's bundles are never served: few canaries, parity inputs and drift references
 #: keep writing each bundle cheap (the quick recipe's are sized for the service).
 BUNDLE_EXTRAS = {"n_canaries": 6, "n_parity": 4, "n_reference": 100}
@@ -265,6 +265,10 @@ def run_photoz(
             f"need eps > 0, epochs >= 1, n_max >= 20 or None, n_test >= 2 or None; got {eps}, "
             f"{epochs}, {n_max}, {n_test}"
         )
+    from ..runs import DEFAULT_N, ensure_datasets
+
+    # like the other experiments: a clean clone simulates the paired datasets first
+    ensure_datasets(Path(data_root), TASK, DEFAULT_N, progress=progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_root = out_dir / "runs" if runs_root is None else Path(runs_root)
