@@ -54,7 +54,8 @@ def _hot_pixel(net, gain: float):
 @pytest.fixture(scope="module")
 def morph(bundles, tmp_path_factory):
     """The tiny data root and two hot-pixel bundle directories {recipe: dir}; a one-epoch convnet
-    mmd bundle is stored beside the ``bundles`` fixture's regular one."""
+    mmd bundle is stored beside the ``bundles`` fixture's regular one for this module, and
+    removed from the session's store afterwards (other modules expect the regular one newest)."""
     from training.data import load_task
     from training.experiments.morphology_inputs import choose_models, read_test_splits
     from training.export import write_bundle
@@ -63,8 +64,8 @@ def morph(bundles, tmp_path_factory):
     from training.verify import torch_model
 
     out = tmp_path_factory.mktemp("experiment_runs")
-    train("morphology", "mmd", quick=True, data_root=bundles, out_root=out, progress=False,
-          epochs=1, n_canaries=6, n_parity=4, n_boot=20)  # fmt: skip
+    run = train("morphology", "mmd", quick=True, data_root=bundles, out_root=out, progress=False,
+                epochs=1, n_canaries=6, n_parity=4, n_boot=20)  # fmt: skip
     attrs = read_test_splits(bundles).attrs
     stored = choose_models(None, ("convnet",), bundles, attrs, train_missing=False)
     data = load_task(bundles, "morphology")
@@ -74,7 +75,10 @@ def morph(bundles, tmp_path_factory):
         net = _hot_pixel(torch_model(choice.bundle), HOT_GAIN[choice.recipe])
         hot[choice.recipe] = write_bundle(net, Recipe.from_dict(info["hyperparameters"]), data,
                                           out / f"hot-{name}", info["training"])  # fmt: skip
-    return bundles, hot, stored
+    yield bundles, hot, stored
+    import bentoml
+
+    bentoml.models.delete(run.tag)
 
 
 @pytest.fixture(scope="module")
