@@ -185,3 +185,22 @@ def test_augmentation_is_per_image():
         assert len(matches) == 1, i
         used.add(matches[0])
     assert len(used) == 8
+
+
+def test_batch_norm_statistics_are_refreshed_exactly():
+    """After an epoch the batch-norm running statistics are the training images' own (not an
+    exponential average still near its start, which made quick models answer one class), and
+    each layer's momentum is kept."""
+    from training import models
+    from training.trainer import refresh_batch_norm
+
+    torch.manual_seed(0)
+    net = models.build("convnet")
+    x = torch.rand(12, 3, 100, 100) * 1e-2  # a small variance, far from the initial 1
+    recipe = Recipe(task="morphology", recipe="regular", architecture="convnet", batch_size=32)
+    refresh_batch_norm(net, x, None, None, None, recipe, torch.device("cpu"))
+    with torch.no_grad():
+        a = torch.relu(net.conv1(x))
+    torch.testing.assert_close(net.bn1.running_mean, a.mean((0, 2, 3)), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(net.bn1.running_var, a.var((0, 2, 3)), rtol=1e-3, atol=1e-9)
+    assert net.bn1.momentum == 0.1 and float(net.bn1.running_var.max()) < 1e-3
