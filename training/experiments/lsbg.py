@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 import warnings
 from pathlib import Path
 
@@ -259,7 +258,7 @@ def run_lsbg(
     from ..verify import torch_model
     from .lsbg_report import SEED_004, markdown, plot_noise
 
-    t_start = time.perf_counter()
+    watch = rp.Stopwatch()
     levels = tuple(float(p) for p in dict.fromkeys(noise_levels))
     if any(not 0 <= p <= 1 for p in levels) or n_boot < 1 or n_gradcam < 0:
         raise ValueError(
@@ -271,13 +270,7 @@ def run_lsbg(
     runs = out_dir / "runs" if runs_root is None else Path(runs_root)
     dev = torch.device(device) if device else default_device()
     overrides = {"seed": seed, **(train_overrides or {})}
-    stages: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        stages[stage] = round(now - clock[0], 1)
-        clock[0] = now
+    lap = watch.lap
 
     ensure_datasets(Path(data_root), TASK, DEFAULT_N, progress=progress)
     data = load_task(data_root, TASK)
@@ -387,12 +380,7 @@ def run_lsbg(
     lap("gradcam")
 
     numbers = {
-        "experiment": TASK,
-        "seed_paper": "004",
-        "command": command,
-        "environment": rp.environment(str(dev)),
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
-        "stage_seconds": stages,
+        **rp.run_header(TASK, "004", command, str(dev), watch),
         "data": {
             "root": str(data_root),
             "domains": [des.name, hsc.name],

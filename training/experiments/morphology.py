@@ -348,7 +348,7 @@ def run_morphology(
     from ..verify import torch_model
     from .morphology_report import SEED_002, markdown
 
-    t_start = time.perf_counter()
+    watch = rp.Stopwatch()
     architectures = tuple(dict.fromkeys(architectures))
     if not architectures or any(a not in ARCHITECTURES for a in architectures):
         raise ValueError(f"architectures must be among {ARCHITECTURES}, got {architectures}")
@@ -360,13 +360,7 @@ def run_morphology(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device) if device else default_device()
-    stages: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        stages[stage] = round(now - clock[0], 1)
-        clock[0] = now
+    lap = watch.lap
 
     ensure_datasets(Path(data_root), TASK, DEFAULT_N, progress=progress)
     data = read_test_splits(data_root, n_test)
@@ -448,12 +442,7 @@ def run_morphology(
     lap("distances_windows_isomaps")
 
     numbers = {
-        "experiment": TASK,
-        "seed_paper": "002",
-        "command": command,
-        "environment": rp.environment(str(dev)),
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
-        "stage_seconds": stages,
+        **rp.run_header(TASK, "002", command, str(dev), watch),
         "data": {
             "root": str(data_root),
             "domains": list(data.domains),

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
-import time
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +247,7 @@ def run_photoz(
     from ..verify import torch_model
     from .photoz_report import SEED_003, markdown, plot_eta_vs_fraction
 
-    t_start = time.perf_counter()
+    watch = rp.Stopwatch()
     fractions = tuple(sorted(set(float(f) for f in fractions) | {0.0}))
     if any(not 0 <= f < 1 for f in fractions) or not 0 <= pgd_fraction <= 1:
         raise ValueError(
@@ -273,13 +272,7 @@ def run_photoz(
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_root = out_dir / "runs" if runs_root is None else Path(runs_root)
     dev = default_device()
-    stages: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        stages[stage] = round(now - clock[0], 1)
-        clock[0] = now
+    lap = watch.lap
 
     test, domain, attrs = read_test(data_root, n_test)
     edges = z_bin_edges()
@@ -352,12 +345,7 @@ def run_photoz(
     lap("figures")
 
     numbers = {
-        "experiment": TASK,
-        "seed_paper": "003",
-        "command": command,
-        "environment": rp.environment(str(dev)),
-        "wall_time_s": round(time.perf_counter() - t_start, 1),
-        "stage_seconds": stages,
+        **rp.run_header(TASK, "003", command, str(dev), watch),
         "data": {
             "root": str(data_root),
             "domain": domain,

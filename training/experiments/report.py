@@ -19,6 +19,38 @@ import numpy as np
 MISSING = "—"
 
 
+class Stopwatch:
+    """Wall time per stage of an experiment: ``lap(stage)`` records the seconds since the last lap
+    (or the start) under ``stages[stage]``; ``total()`` is the seconds since the start."""
+
+    def __init__(self) -> None:
+        self.start = self._last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round(now - self._last, 1)
+        self._last = now
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 1)
+
+
+def run_header(
+    experiment: str, paper: str, command: str | None, device: str, watch: Stopwatch
+) -> dict:
+    """The keys every ``report.json`` opens with: which experiment and seed paper, the command,
+    the environment and the wall time (whole and per stage)."""
+    return {
+        "experiment": experiment,
+        "seed_paper": paper,
+        "command": command,
+        "environment": environment(device),
+        "wall_time_s": watch.total(),
+        "stage_seconds": watch.stages,
+    }
+
+
 def fmt(x: float | int | None, digits: int = 3) -> str:
     """A number for a table: ``digits`` decimals for floats, as is for ints, "—" for None/NaN."""
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
