@@ -342,19 +342,26 @@ def _check_bytes(data: bytes, name: str, limits: Limits) -> int:
             )
     # astropy loops for minutes on a negative GCOUNT/PCOUNT (a one-byte edit of a tile-compressed
     # file); such a header is refused on a plain scan of its cards before astropy sees it
-    for m in _BAD_COUNT.finditer(bytes(data)):
-        if m.start() % 80 == 0:
+    raw = bytes(data)
+    at = raw.find(b"COUNT  =")
+    while at >= 0:
+        card = at - 1  # GCOUNT or PCOUNT starting a card
+        m = _NEGATIVE.match(raw, at + 8)
+        if m and card >= 0 and card % 80 == 0 and raw[card : card + 1] in (b"G", b"P"):
             raise InputError(
                 "bad_fits",
-                f"header card {m.group(1).decode()} = {m.group(2).decode()}: must be a "
+                f"header card {raw[card : at + 5].decode()} = {m.group(1).decode()}: must be a "
                 "non-negative integer",
                 name,
             )
+        at = raw.find(b"COUNT  =", at + 1)
     return size
 
 
-#: a GCOUNT or PCOUNT card whose value is negative
-_BAD_COUNT = re.compile(rb"(GCOUNT|PCOUNT)  = +(-\d+)")
+#: the value of a card whose value is negative, after its "= ". The cards are found with
+#: ``bytes.find`` (a fast substring search): a regex starting with (GCOUNT|PCOUNT) tried every
+#: byte of the pixel data (0.33 ms for a 3×100×100 float32 file, a quarter of its decoding).
+_NEGATIVE = re.compile(rb" +(-\d+)")
 
 
 def _read_hdul(

@@ -219,11 +219,17 @@ def choose_providers(setting: str) -> list[str]:
 class TaskModel:
     """A task's ONNX session and OOD scorer, warmed up."""
 
-    def __init__(self, spec: TaskSpec, provider_setting: str = "auto", warmup: int = 2) -> None:
+    def __init__(
+        self, spec: TaskSpec, provider_setting: str = "auto", warmup: int = 2, spin: bool = True
+    ) -> None:
+        """``spin=False`` for a session that shares its cores with other busy processes (the
+        service's predictor beside the gateway workers; ``training.bundle.onnx_session``)."""
         from monitors.ood import KnnOodScorer
 
         self.spec = spec
-        self.session = onnx_session(spec.bundle.onnx_path, choose_providers(provider_setting))
+        self.session = onnx_session(
+            spec.bundle.onnx_path, choose_providers(provider_setting), spin=spin
+        )
         self.provider = self.session.get_providers()[0]
         self.ood = KnnOodScorer(spec.bundle.reference_latents())
         p = spec.bundle.parity_data()

@@ -137,8 +137,9 @@ class Predictor:
     monitor = bentoml.depends(Monitor)
 
     def __init__(self) -> None:
+        # the CPU thread pool must not busy-wait: the gateway workers share these cores
         self.models = {
-            t: TaskModel(TaskSpec.from_ref(t, SETTINGS.model_ref(t)), SETTINGS.provider)
+            t: TaskModel(TaskSpec.from_ref(t, SETTINGS.model_ref(t)), SETTINGS.provider, spin=False)
             for t in SETTINGS.tasks
         }
         self._pending: set[asyncio.Task] = set()

