@@ -77,6 +77,23 @@ def test_report_files(report):
     for heading in ("## Scale", "Table 1", "Transfer", "Table 2", "Table 3", "wall time"):
         assert heading in md
     assert set(numbers["figures"]) >= {"zphot_regular_clean", "zphot_regular_fgsm", "eta_vs_fa"}
+    # the bold "not learned" warning follows the measured clean η, whichever side it falls
+    from training.experiments.photoz_report import UNTRAINED_ETA
+
+    untrained = numbers["table1"]["clean"]["eta"] > UNTRAINED_ETA
+    assert ("has not learned photo-z" in md) == untrained
+
+
+def test_untrained_warning_only_above_the_threshold():
+    from training.experiments.photoz_report import UNTRAINED_ETA, _untrained_warning
+
+    def numbers(eta):
+        return {"table1": {"clean": {"bias": 0.0, "sigma_mad": 0.047, "eta": eta}}}
+
+    assert _untrained_warning(numbers(0.01)) == []
+    assert _untrained_warning(numbers(UNTRAINED_ETA)) == []
+    warning = _untrained_warning(numbers(0.35))[0]
+    assert "has not learned photo-z: clean η = 35 %" in warning and "σ_MAD = 47" in warning
 
 
 def test_table1_clean_matches_independent_recomputation(report, setup):
