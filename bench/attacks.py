@@ -3,13 +3,14 @@
 One-pixel (002 §2.3), untargeted, at equal population, generations and F = 0.5:
 
 * **ours** — ``training.attacks.one_pixel``: the populations of all images scored together,
-  images × candidates per model call, an image leaving as soon as it flips; against the torch
+  images × candidates in passes of ``--batch`` rows, an image leaving as soon as it flips; against the torch
   model, and against the bundle's ONNX Runtime session (the served model, black box);
 * **scipy** (the per-candidate reference) — ``scipy.optimize.differential_evolution``, one
   candidate per forward pass (rand1bin, CR = 1: the same DE/rand/1 without crossover), stopped by
   its callback after the first generation in which a candidate flipped the image;
 * **torchattacks** ``OnePixel`` and **ART** ``PixelAttack`` (benchmark-only peers, if installed):
-  one image at a time, its population in one batch (best1bin, dithered F), stopping at a flip.
+  one image at a time, its population in passes of ``--batch`` rows (torchattacks'
+  ``inf_batch``; best1bin, dithered F), stopping at a flip.
   ART's population is fixed at 400 and it rounds pixel values to 256 levels.
 
 Per attack: seconds per image, success rate (re-checked on the torch model for every attack),
@@ -244,7 +245,7 @@ def art_one_pixel(model: nn.Module, x: np.ndarray, y: np.ndarray, k: int,
 #: dependencies, which would pull torchvision and another torch (it imports without them)
 INSTALL = {
     "torchattacks": ".venv/bin/pip install --no-deps torchattacks==3.5.1",
-    "art": ".venv/bin/pip install adversarial-robustness-toolbox==1.20.1",
+    "art": ".venv/bin/pip install -c requirements.lock adversarial-robustness-toolbox==1.20.1",
 }
 
 

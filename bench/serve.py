@@ -133,6 +133,7 @@ async def _client(url: str, bodies: list[tuple[str, bytes]], n_req: int, per: in
         "errors": len(errors),
         "error_statuses": sorted(set(errors)),
         "cutouts": len(lat) * per,
+        "sent": (n_req + 1) * per,  # the warm-up request included
         "cutouts_per_s": len(lat) * per / wall,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -145,11 +146,15 @@ def _cpu_seconds(server: int) -> dict[str, float]:
 
     out = {"client": sum(psutil.Process().cpu_times()[:2])}
     for child in psutil.Process(server).children(recursive=True):
-        cmd = child.cmdline()
+        try:
+            cmd = child.cmdline()
+            seconds = sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:  # a worker that exited in between
+            continue
         name = cmd[cmd.index("--service-name") + 1] if "--service-name" in cmd else "bentoml"
         name = {"skyguard": "gateway", "skyguard-predictor": "predictor",
                 "skyguard-monitor": "monitor"}.get(name, name)  # fmt: skip
-        out[name] = out.get(name, 0.0) + sum(child.cpu_times()[:2])
+        out[name] = out.get(name, 0.0) + seconds
     return out
 
 
@@ -157,7 +162,7 @@ def _measure(url: str, server: int, bodies, args, per: int, conc: int) -> dict:
     before = _cpu_seconds(server)
     r = asyncio.run(_client(url, bodies, args.requests, per, conc))
     after = _cpu_seconds(server)
-    n = max(r["cutouts"], 1)
+    n = r["sent"]  # every cutout sent costs CPU, answered or shed
     r["cpu_ms_per_cutout"] = {k: 1e3 * (after[k] - before.get(k, 0.0)) / n for k in after}
     return r
 
@@ -177,10 +182,12 @@ def bench_inprocess(tag: str, files: list[bytes], batch: int = 32, seconds: floa
         model.infer(rows)
         return len(chunk)
 
+    chunks = [c for c in chunks if len(c) == batch] or chunks[:1]  # every call at ``batch``
     once(chunks[0])
-    n, t0 = 0, time.perf_counter()
+    n, calls, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        n += once(chunks[n // batch % len(chunks)])
+        n += once(chunks[calls % len(chunks)])
+        calls += 1
     return n / (time.perf_counter() - t0)
 
 

@@ -38,8 +38,9 @@ ATTACKS = ("onepixel", *GRADIENT_ATTACKS)
 PHOTOZ_FLIP = 0.05
 
 #: Rows per model call of the one-pixel canary. On a CPU session small batches keep the
-#: activations in cache: the morphology ConvNet at one ORT thread, population 100, 30
-#: generations, 16 images took 0.93 / 1.04 / 1.16 / 1.24 s per image at 16 / 32 / 64 / 256 rows.
+#: activations in cache: ``one_pixel`` on the quick morphology ConvNet's ONNX session at one
+#: thread, as the canary calls it (2 images per call: 200 rows a generation; ≤ 30 generations,
+#: stop at the flip), 16 images, took 0.92 / 1.01 / 1.21–1.26 s per image at 16 / 32 / 256 rows.
 ONEPIXEL_CPU_BATCH, ONEPIXEL_GPU_BATCH = 16, 4096
 
 

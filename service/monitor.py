@@ -175,8 +175,11 @@ class Monitor:
         bundle = self.bundles[task]
         runner = self._runners.get(task)
         if runner is None or runner.bundle is not bundle:  # none yet, or the model changed
-            session = onnx_session(
-                bundle.onnx_path, choose_providers(SETTINGS.provider), SETTINGS.canary_threads
+            session = onnx_session(  # shares the cores with serving: no busy-waiting pool
+                bundle.onnx_path,
+                choose_providers(SETTINGS.provider),
+                SETTINGS.canary_threads,
+                spin=False,
             )
             config = CanaryConfig(
                 budget_s=SETTINGS.canary_budget_s, max_canaries=SETTINGS.canary_max,

@@ -66,6 +66,26 @@ def test_onnx_dynamic_batch_matches_parity_data(bundle_dir, batch):
     np.testing.assert_allclose(out[name], np.repeat(p[f"torch_{name}"][:1], batch, 0), atol=1e-4)
 
 
+@pytest.mark.parametrize("spin", [True, False])
+def test_onnx_session_spinning_is_what_was_asked(bundle_dir, spin):
+    """spin=False (the service's predictor) turns ONNX Runtime's busy-waiting pools off; the
+    default leaves ONNX Runtime's own behaviour (no entry); answers are the same either way."""
+    path, _ = bundle_dir
+    b = read_bundle(path)
+    sess = onnx_session(b.onnx_path, ["CPUExecutionProvider"], spin=spin)
+    options = sess.get_session_options()
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        if spin:  # ONNX Runtime's default: the entry is absent
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                options.get_session_config_entry(key)
+        else:
+            assert options.get_session_config_entry(key) == "0"
+    p = b.parity_data()
+    name = b.info["outputs"][0]
+    out = run_onnx(sess, p["image"][:2], p["ebv"][:2] if "ebv" in p else None)
+    np.testing.assert_allclose(out[name], p[f"torch_{name}"][:2], atol=1e-4)
+
+
 def test_tampering_is_named(bundle_dir, tmp_path):
     path, _ = bundle_dir
     bad = tmp_path / "b"

@@ -49,6 +49,12 @@ def test_plane_percentiles_are_numpys_to_the_bit(dtype, qs):
             assert np.array_equal(got, e)
 
 
+@pytest.mark.parametrize("qs", [(-10.0, 50.0), (50.0, 100.5)])
+def test_plane_percentiles_refuse_out_of_range(qs):
+    with pytest.raises(ValueError, match=r"range \[0, 100\]"):
+        plane_percentiles(np.zeros((1, 4, 4), np.float32), qs)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
 def test_stretch_is_the_plain_numpy_formula_to_the_bit(dtype):
     """The in-place stretch gives the very float32 values of the plain formula on float64."""

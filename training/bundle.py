@@ -203,8 +203,9 @@ def onnx_session(
     ``spin=False`` stops the CPU thread pool from busy-waiting between operators. Spinning is
     ONNX Runtime's default and the fastest when the session owns the cores; a session that
     shares them with other busy processes (the service's predictor beside its gateway workers)
-    loses the cycles its idle threads spin away: 76 → 91 cutouts/s through the service for the
-    ResNet18 morphology model on 2 shared cores (``bench/serve.py`` conditions).
+    loses the cycles its idle threads spin away: 76 → 91 cutouts/s through ``bentoml serve``
+    for the ResNet18 morphology model on 2 cores, one of them kept busy by another process
+    (a one-thread training run), 4 concurrent requests of 8 FITS cutouts.
     """
     import onnxruntime as ort
 

@@ -94,8 +94,7 @@ def _untrained_warning(r: dict) -> list[str]:
     return [
         f"**At this scale the regular model has not learned photo-z: clean η = {100 * eta:.0f} % "
         f"(003: 1 %), σ_MAD = {1e3 * r['table1']['clean']['sigma_mad']:.0f} × 10⁻³ (003: 11). "
-        "For most objects its z_phot stays near the training prior's mean (the z_phot–z_spec "
-        "figure below), so the attacked, transfer and adversarial-training rows measure how "
+        "Check the z_phot–z_spec figure below for how far its z_phot follows z_spec; the attacked, transfer and adversarial-training rows measure how "
         "perturbations move a barely trained network and cannot test 003's claims, which concern "
         "a trained one; train at a larger scale (--n-max, --epochs, --full, or on a GPU) before "
         "reading them.**",
