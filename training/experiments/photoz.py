@@ -50,9 +50,10 @@ ARCHITECTURES = ("simple_cnn", "inception")
 #: at most 8,400 images), so the report warns; the former default (800 objects, 5 epochs) had
 #: η 47 %. Measured: ``skyguard experiment photoz`` on a clean clone (its 2,000-object
 #: simulation included), one torch thread, 26 min wall; clean η 39.5 % on the 200 attacked
-#: objects. With more objects it learns: the quick recipe on 8,400 training objects (12,000 simulated),
-#: 10 epochs, 734 s at two threads, reaches deep σ_MAD 0.0102, η 0.29 % (003: 0.011, 1 %); the
-#: seven models at that scale take hours on this CPU, hence the warning rather than that scale.
+#: objects. With more objects it learns: the quick recipe on 8,400 training objects (12,000
+#: simulated), 10 epochs, 734 s at two threads, reaches deep σ_MAD 0.0102, η 0.29 % (003: 0.011,
+#: 1 %); four of the seven models at that scale took 2 h 18 min of training here (README), hence
+#: the warning rather than that scale.
 N_MAX, EPOCHS, N_TEST = 2000, 4, 200
 #: ``--full``: the whole dataset, the quick recipe's 10 epochs, the whole test split.
 FULL = {"n_max": None, "epochs": 10, "n_test": None}
