@@ -115,8 +115,16 @@ def test_noise_runs_trained_on_flipped_labels(run, data):
     numbers, _, fits = run
     train = data.source.splits["train"]
     noisy_fits = [split for recipe, split in fits if recipe == "regular"]
-    assert len(noisy_fits) == len(NOISE) == len(numbers["noise"])
-    for split, v in zip(noisy_fits, numbers["noise"].values(), strict=True):
+    # the fixture's CNN was trained under the noise recipe (quick, 1 epoch, seed 0) on these
+    # data: the 0 % control is that CNN, not a retraining
+    control = numbers["noise"]["0"]
+    assert control["reused"] == numbers["cnn"]["tag"] and control["n_flipped"] == 0
+    assert control["confusion"] == numbers["comparison"]["CNN"]["confusion"]
+    assert control["auc"] == numbers["comparison"]["CNN"]["auc"]
+    retrained = [v for v in numbers["noise"].values() if v["p"] > 0]
+    assert all(v["reused"] is None for v in retrained)
+    assert len(noisy_fits) == len(NOISE) - 1 == len(retrained)
+    for split, v in zip(noisy_fits, retrained, strict=True):
         assert np.array_equal(split.index, train.index)
         flipped = train.index[split.y != train.y]
         assert v["n_flipped"] == len(flipped) == round(v["p"] * len(train))
@@ -167,3 +175,20 @@ def test_cli_help_and_refused_cnn(bundles, tmp_path, capsys):
     wrong = list_models("morphology")[0]["path"]
     with pytest.raises(ValueError, match="not lsbg/deepshadows"):
         choose_cnn(wrong, bundles, {}, runs_root=tmp_path)
+
+
+def test_trained_by_compares_the_fields_that_change_the_weights(run):
+    from training.bundle import read_bundle
+    from training.experiments.lsbg import trained_by
+    from training.recipes import load_recipe
+
+    numbers, _, _ = run
+    info = read_bundle(numbers["cnn"]["path"], check_files=False).info
+    same = load_recipe("lsbg", "regular", quick=True, epochs=1)
+    assert trained_by(info, same)
+    # what a bundle carries or how it is evaluated does not make another model ...
+    assert trained_by(info, load_recipe("lsbg", "regular", quick=True, epochs=1, n_canaries=99))
+    # ... what the optimiser sees does
+    for change in ({"epochs": 2}, {"seed": 1}, {"lr": 0.5}, {"n_max": 17}, {"augment": True}):
+        recipe = load_recipe("lsbg", "regular", quick=True, **{"epochs": 1, **change})
+        assert not trained_by(info, recipe), change

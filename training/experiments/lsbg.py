@@ -9,7 +9,8 @@ On the DES-like (source) and HSC-like (target) LSBG-vs-artifact mocks, label 1 =
    fine-tuning the whole network on ``finetune_n`` labelled HSC-like training objects (the
    ``finetune`` recipe), scored on HSC-like and again on DES-like (what it keeps);
 3. label noise (004 §6.3, Table 6): the CNN retrained with a fraction p of its training labels
-   flipped at random, each scored on the clean DES-like test split;
+   flipped at random, each scored on the clean DES-like test split (p = 0 is the compared CNN
+   itself when the noise recipe and dataset are the ones it was trained with: ``trained_by``);
 4. Grad-CAM (004 §4.3, App. B, Fig. 6) of CNN examples from the four confusion cells.
 
 The CNN is the bundle given, else the newest stored ``skyguard-lsbg`` deepshadows/regular bundle
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import warnings
 from pathlib import Path
 
@@ -47,6 +49,8 @@ FINETUNE_N = 320
 N_BOOT = 1000
 #: Grad-CAM examples per confusion cell; 004 Fig. 6 shows confident ones (P > 0.8 or < 0.2)
 N_GRADCAM, CONFIDENT = 2, 0.8
+#: Recipe fields that leave the trained weights alone (what a bundle carries, evaluation batch)
+NOT_TRAINING = frozenset({"eval_batch_size", "n_reference", "n_canaries", "n_parity", "n_boot"})
 #: 004's order of the confusion cells: rows true, columns predicted (artifact, LSBG)
 CELL_ORDER = ("TN", "FP", "FN", "TP")
 
@@ -97,6 +101,16 @@ def flip_labels(data: TaskData, p: float, seed: int = 0) -> tuple[TaskData, np.n
     source = copy.copy(data.source)
     source.splits = {**data.source.splits, "train": dataclasses.replace(train, y=y)}
     return dataclasses.replace(data, source=source), rows
+
+
+def trained_by(info: dict, recipe) -> bool:
+    """Whether the bundle with bundle.json ``info`` was trained under ``recipe``: every recipe
+    field that changes the weights (all but ``NOT_TRAINING``) recorded equal in its
+    ``hyperparameters``. With ``trained_on`` the same dataset, such a bundle *is* the model the
+    recipe would train (the trainer is seeded), so it need not be trained again."""
+    got = info.get("hyperparameters", {})
+    want = json.loads(json.dumps(dataclasses.asdict(recipe)))  # tuples as bundle.json has them
+    return all(got.get(k) == v for k, v in want.items() if k not in NOT_TRAINING)
 
 
 def choose_cnn(
@@ -348,20 +362,30 @@ def run_lsbg(
     noise_recipe = load_recipe(TASK, "regular", quick=quick, **overrides)
     train_data = data if noise_recipe.n_max is None else load_task(data_root, TASK,
                                                                     noise_recipe.n_max)  # fmt: skip
+    # The 0 % control is the compared CNN itself when that was trained under the noise recipe
+    # on this dataset (the default run's quick CNN is): retraining would repeat it exactly.
+    info = chosen.bundle.info
+    reuse = trained_on(info, des.attrs) and trained_by(info, noise_recipe)
     noise, p_noise = {}, {}
     for p in tqdm(levels, desc="label noise", disable=not progress):
         noisy, flipped = flip_labels(train_data, p, seed)
-        res, _ = _fit("regular", noisy, runs / f"noise-{p:g}", quick=quick, overrides=overrides,
-                      progress=progress)  # fmt: skip
-        p_noise[p] = _p_lsbg(res.model, test, dev)
+        if p == 0 and reuse:
+            p_noise[p] = p_cnn
+            tr = info.get("training", {})
+            fit_facts = {"epochs_run": tr.get("epochs_run"), "best_epoch": tr.get("best_epoch"),
+                         "seconds": tr.get("seconds"), "reused": chosen.tag}  # fmt: skip
+        else:
+            res, _ = _fit("regular", noisy, runs / f"noise-{p:g}", quick=quick,
+                          overrides=overrides, progress=progress)  # fmt: skip
+            p_noise[p] = _p_lsbg(res.model, test, dev)
+            fit_facts = {"epochs_run": len(res.history), "best_epoch": res.best_epoch,
+                         "seconds": round(res.seconds, 1), "reused": None}  # fmt: skip
         noise[f"{p:g}"] = {
             "p": p,
             "n_train": len(noisy.source.splits["train"]),
             "n_flipped": len(flipped),
             "flipped_objects": noisy.source.splits["train"].index[flipped].tolist(),
-            "epochs_run": len(res.history),
-            "best_epoch": res.best_epoch,
-            "seconds": round(res.seconds, 1),
+            **fit_facts,
             **score_binary(test.y, p_noise[p], n_boot, seed),
         }
     if levels:

@@ -167,8 +167,13 @@ def markdown(r: dict) -> str:
         "",
         f"The CNN retrained from scratch with a fraction p of its {src} training labels flipped "
         "(drawn at random, LSBGs and artifacts alike, seeded), each scored on the clean "
-        f"{src} test split. The 0 % row is the same recipe without noise (the control), not "
-        "the CNN above.",
+        f"{src} test split. The 0 % row is the same recipe without noise (the control)"
+        + (
+            ": the CNN above itself, which was trained under this recipe on these data "
+            f"(`{r['noise']['0']['reused']}`), so not trained again."
+            if r["noise"].get("0", {}).get("reused")
+            else ", trained here, not the CNN above."
+        ),
         "",
     ]
     rows = []
