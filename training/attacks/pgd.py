@@ -69,12 +69,19 @@ def pgd(
             delta = d / _per_image_norm(d) * (eps * r).view(-1, *([1] * (x.ndim - 1)))
     else:
         delta = torch.zeros_like(x)
-    sign = -1.0 if targeted else 1.0
+    step = -alpha if targeted else alpha
+    adv = clamp(x + delta, bounds)
+    if norm == "linf":
+        # P∞ then the valid range is one clamp to their intersection (x lies in both), so a step
+        # is three tensor operations (sign, add, clamp), each a new tensor: ``on_step`` may keep it.
+        lo, hi = clamp(x - eps, bounds), clamp(x + eps, bounds)
     for k in range(1, n_iter + 1):
-        adv = clamp(x + delta, bounds)
         grad = input_gradient(model, adv, target, loss_fn, extra)
-        step = grad.sign() if norm == "linf" else grad / _per_image_norm(grad)
-        delta = project(adv - x + sign * alpha * step, eps, norm)
+        if norm == "linf":
+            adv = torch.clamp(torch.add(adv, grad.sign(), alpha=step), lo, hi)
+        else:
+            delta = project(adv - x + step * grad / _per_image_norm(grad), eps, norm)
+            adv = clamp(x + delta, bounds)
         if on_step is not None:
-            on_step(k, clamp(x + delta, bounds).detach())
-    return clamp(x + delta, bounds).detach()
+            on_step(k, adv)
+    return adv
