@@ -18,8 +18,9 @@ model evaluations (rows through the model, counted by one wrapper for all) per i
 success, wall milliseconds per evaluation, the time spent inside the model's forward calls, and
 efficiency = that model time / attack wall time (the issue's target: ours ≥ 1 / 1.2). On a
 shared machine the model's own speed drifts with the load (the 1-minute load average at the start
-of each attack is printed): compare ms/eval with that in mind. FGSM and PGD (L∞, ε, 10 steps, α = ε/10; 003) against torchattacks and
-ART: seconds per image and success rate.
+of each attack is printed): compare ms/eval with that in mind. FGSM and PGD (L∞, ε, 10 steps, α = ε/10; 003) against torchattacks
+and ART, in ``--repeats`` interleaved rounds: median, fastest and slowest seconds per image and
+success rate.
 
 Model: a morphology bundle from the BentoML store (``models/bentoml``, as the Makefile; default
 the newest ``regular`` one, 002's baseline) — its ``weights.pt`` in its architecture and its
@@ -29,7 +30,8 @@ ConvNet on uniform random images labelled by its own answers. The output says wh
 speed benchmark: its success rates describe these images, not the model's robustness.
 
 Run:  .venv/bin/python bench/attacks.py [--images 8] [--population 400] [--generations 10]
-      [--batch 16] [--threads 2] [--model regular] [--pick least-confident]
+      [--batch 16] [--threads 2] [--model regular] [--pick least-confident] [--repeats 9]
+      [--only all|one-pixel|gradient]
 """
 
 from __future__ import annotations
@@ -275,50 +277,9 @@ def _l0_ok(x: np.ndarray, adv: np.ndarray) -> bool:
     return bool((changed.reshape(len(x), -1).sum(1) <= 1).all())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--population", type=int, default=400)
-    ap.add_argument("--generations", type=int, default=10, help="002 caps at 80")
-    ap.add_argument("--batch", type=int, default=16,
-                    help="rows per model call (ours, peers); on a CPU small batches are faster: "
-                    "ours on torch, 16 images, 1.44 / 1.47 / 2.46 / 3.13 s per image at 16 / 32 "
-                    "/ 64 / 400 rows")  # fmt: skip
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eps", type=float, default=0.01, help="FGSM/PGD L∞ budget, input units")
-    ap.add_argument("--model", default="regular",
-                    help="store tag or bundle directory; 'regular' or 'mmd': the newest "
-                    "morphology bundle of that recipe")  # fmt: skip
-    ap.add_argument(
-        "--pick",
-        choices=["least-confident", "balanced"],
-        default="least-confident",
-        help="which canaries: lowest true-class probability, or class-balanced",
-    )
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    logging.getLogger("art").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    print(f"# .venv/bin/python bench/attacks.py {' '.join(argv or sys.argv[1:])}".rstrip())
-    net, sess, x, y, what = setup(args.model, args.images, args.pick)
-    k = int(net.num_outputs)
-    model = Counted(net).eval()
+def _one_pixel_section(args, net, sess, model, x, y, k, why, why_art) -> None:
+    """The one-pixel comparison: ours (torch, ONNX Runtime), scipy DE, torchattacks, ART."""
     n, p, g = len(x), args.population, args.generations
-    print(f"# torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}")
-    print(f"# model: {what}")
-    print(f"# images {list(x.shape)}, classes {np.bincount(y, minlength=k).tolist()}, "
-          f"input range [0, 1]")  # fmt: skip
-
-    print(f"# load average before the run: {os.getloadavg()[0]:.2f} (other processes share "
-          "the cores; timings are only comparable within one run)")  # fmt: skip
-    engines = {"torch": torch_predictor(net)}
-    if sess is not None:
-        engines["onnx"] = onnx_predictor(sess)
-    sizes = sorted({1, 16, 64, 256, args.batch})
-    print("raw model, ms per image at batch " + " / ".join(map(str, sizes)) + ": " + "; ".join(
-        f"{eng} " + " / ".join(f"{1e3 * raw_seconds_per_row(fn, x, b):.2f}" for b in sizes)
-        for eng, fn in engines.items()))  # fmt: skip
-
     print(f"\n## one-pixel, untargeted: population {p}, ≤ {g} generations, F = 0.5, {n} images")
     print(f"{'attack':<30} {'s/image':>8} {'success':>8} {'evals/img':>10} {'evals/succ':>10} "
           f"{'ms/eval':>8} {'model s':>8} {'eff':>5} {'load':>5}  note")  # fmt: skip
@@ -358,13 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                "the served model; faster engine")  # fmt: skip
     report("scipy DE, per candidate", lambda: scipy_one_pixel(model, x, y, p, g, 0.5), model,
            "callback stop")  # fmt: skip
-    why = _peer("torchattacks")
     if why is None:
         report("torchattacks OnePixel", lambda: torchattacks_one_pixel(model, x, y, p, g,
                args.batch), model)  # fmt: skip
     else:
         print(f"{'torchattacks OnePixel':<30} not run: torchattacks unavailable ({why})")
-    why_art = _peer("art")
     if why_art is None:
         report("ART PixelAttack", lambda: art_one_pixel(model, x, y, k, g), model,
                "population fixed at 400" if p != 400 else "")  # fmt: skip
@@ -381,10 +340,66 @@ def main(argv: list[str] | None = None) -> int:
               f"(fewest among peers, {fewest}); efficiency {mine['eff']:.2f} "
               f"(target ≥ {1 / 1.2:.2f})")  # fmt: skip
 
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--population", type=int, default=400)
+    ap.add_argument("--generations", type=int, default=10, help="002 caps at 80")
+    ap.add_argument("--batch", type=int, default=16,
+                    help="rows per model call (ours, peers); on a CPU small batches are faster: "
+                    "ours on torch, 16 images, 1.44 / 1.47 / 2.46 / 3.13 s per image at 16 / 32 "
+                    "/ 64 / 400 rows")  # fmt: skip
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eps", type=float, default=0.01, help="FGSM/PGD L∞ budget, input units")
+    ap.add_argument("--only", choices=["all", "one-pixel", "gradient"], default="all",
+                    help="run only the one-pixel or only the FGSM/PGD comparison")  # fmt: skip
+    ap.add_argument("--repeats", type=int, default=9,
+                    help="interleaved rounds of the FGSM/PGD comparison (median reported)")  # fmt: skip
+    ap.add_argument("--model", default="regular",
+                    help="store tag or bundle directory; 'regular' or 'mmd': the newest "
+                    "morphology bundle of that recipe")  # fmt: skip
+    ap.add_argument(
+        "--pick",
+        choices=["least-confident", "balanced"],
+        default="least-confident",
+        help="which canaries: lowest true-class probability, or class-balanced",
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("art").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    print(f"# .venv/bin/python bench/attacks.py {' '.join(argv or sys.argv[1:])}".rstrip())
+    net, sess, x, y, what = setup(args.model, args.images, args.pick)
+    k = int(net.num_outputs)
+    model = Counted(net).eval()
+    n = len(x)
+    print(f"# torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}")
+    print(f"# model: {what}")
+    print(f"# images {list(x.shape)}, classes {np.bincount(y, minlength=k).tolist()}, "
+          f"input range [0, 1]")  # fmt: skip
+
+    print(f"# load average before the run: {os.getloadavg()[0]:.2f} (other processes share "
+          "the cores; timings are only comparable within one run)")  # fmt: skip
+    engines = {"torch": torch_predictor(net)}
+    if sess is not None:
+        engines["onnx"] = onnx_predictor(sess)
+    sizes = sorted({1, 16, 64, 256, args.batch})
+    print("raw model, ms per image at batch " + " / ".join(map(str, sizes)) + ": " + "; ".join(
+        f"{eng} " + " / ".join(f"{1e3 * raw_seconds_per_row(fn, x, b):.2f}" for b in sizes)
+        for eng, fn in engines.items()))  # fmt: skip
+
+    why, why_art = _peer("torchattacks"), _peer("art")
+    if args.only in ("all", "one-pixel"):
+        _one_pixel_section(args, net, sess, model, x, y, k, why, why_art)
+    if args.only == "one-pixel":
+        return 0
+
     eps, alpha = args.eps, args.eps / 10
     print(f"\n## FGSM and PGD (L∞), untargeted: ε = {eps:g}, PGD 10 steps of α = {alpha:g}, "
-          f"no random start, {n} images, best of 3")  # fmt: skip
-    print(f"{'attack':<30} {'s/image':>8} {'success':>8}")
+          f"no random start, {n} images, {args.repeats} interleaved rounds")  # fmt: skip
+    print(f"{'attack':<30} {'median':>8} {'success':>8} {'fastest':>8} {'slowest':>8}  "
+          "(s/image)")  # fmt: skip
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     grad: dict[str, Callable[[], np.ndarray]] = {
         "ours FGSM": lambda: fgsm(net, xt, yt, eps, per_sample_cross_entropy,
@@ -407,16 +422,30 @@ def main(argv: list[str] | None = None) -> int:
         grad["ART PGD"] = lambda: ProjectedGradientDescent(
             clf, norm=np.inf, eps=eps, eps_step=alpha, max_iter=10, num_random_init=0,
             batch_size=n, verbose=False).generate(x, y)  # fmt: skip
-    for name, fn in grad.items():
-        times = []
-        for _ in range(3):
+    # Interleaved rounds (each round runs every attack once, in a rotated order), so a drift of
+    # the machine's speed during the run falls on all attacks alike; medians and ranges printed.
+    times: dict[str, list[float]] = {name: [] for name in grad}
+    advs: dict[str, np.ndarray] = {}
+    order = list(grad)
+    for r in range(args.repeats):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             t0 = time.perf_counter()
-            adv = fn()
-            times.append(time.perf_counter() - t0)
-        adv = np.asarray(adv, dtype=np.float32)
-        linf = float(np.abs(adv - x).max())
+            advs[name] = np.asarray(grad[name](), dtype=np.float32)
+            times[name].append(time.perf_counter() - t0)
+    med = {name: float(np.median(t)) / n for name, t in times.items()}
+    for name in grad:
+        linf = float(np.abs(advs[name] - x).max())
         note = "" if linf <= eps * (1 + 1e-4) else f"‖δ‖∞ = {linf:.4g} > ε!"
-        print(f"{name:<30} {min(times) / n:8.4f} {_flipped(net, adv, y).mean():8.0%}  {note}")
+        lo, hi = min(times[name]) / n, max(times[name]) / n
+        print(f"{name:<30} {med[name]:8.4f} {_flipped(net, advs[name], y).mean():8.0%} "
+              f"{lo:8.4f} {hi:8.4f}  {note}")  # fmt: skip
+    for kind in ("FGSM", "PGD"):
+        peers = {k_: v for k_, v in med.items() if k_.endswith(kind) and not k_.startswith("ours")}
+        if peers:
+            fastest = min(peers, key=peers.get)
+            print(f"ours {kind}: median {med['ours ' + kind]:.4f} s/image vs {peers[fastest]:.4f} "
+                  f"for the fastest peer ({fastest}; ratio peer/ours "
+                  f"{peers[fastest] / med['ours ' + kind]:.3f})")  # fmt: skip
     for name in ("torchattacks", "ART"):
         if (why if name == "torchattacks" else why_art) is not None:
             print(f"{name + ' FGSM/PGD':<30} not run: {name} unavailable")
