@@ -59,20 +59,30 @@ class PartitionConfig:
     dataset: Dataset | None = None
 
 
-#: the process's models, by (bundle directory, provider): one ONNX Runtime session per process
+#: the process's models, by (bundle directory, provider, thread cap): one ONNX Runtime session
+#: per process
 _MODELS: dict[tuple[str, str], TaskModel] = {}
 
 
 def task_model(cfg: PartitionConfig) -> TaskModel:
-    """The process's model for ``cfg``, loaded and checked on first use."""
-    path = cfg.bundle_dir
+    """The process's model for ``cfg``, loaded and checked on first use.
+
+    On a Spark executor (``cfg.shipped``) every concurrent task has its own Python worker and
+    session, so a session's CPU pool is capped at the task's ``spark.task.cpus`` and does not
+    spin: ``spark.executor.cores`` sessions of the executor's core count each, busy-waiting
+    between operators, would oversubscribe the cores. The local engine is one process, whose
+    session keeps ONNX Runtime's defaults (every core, spinning)."""
+    path, threads = cfg.bundle_dir, 0
     if cfg.shipped:
-        from pyspark import SparkFiles
+        from pyspark import SparkFiles, TaskContext
 
         path = SparkFiles.get(Path(cfg.bundle_dir).name)
-    key = (path, cfg.provider)
+        context = TaskContext.get()
+        threads = max(1, context.cpus()) if context is not None else 1
+    key = (path, cfg.provider, threads)
     if key not in _MODELS:
-        _MODELS[key] = TaskModel(TaskSpec.from_ref(cfg.task, path), cfg.provider)
+        spec = TaskSpec.from_ref(cfg.task, path)
+        _MODELS[key] = TaskModel(spec, cfg.provider, spin=not cfg.shipped, threads=threads)
     return _MODELS[key]
 
 

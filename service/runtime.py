@@ -220,15 +220,21 @@ class TaskModel:
     """A task's ONNX session and OOD scorer, warmed up."""
 
     def __init__(
-        self, spec: TaskSpec, provider_setting: str = "auto", warmup: int = 2, spin: bool = True
+        self,
+        spec: TaskSpec,
+        provider_setting: str = "auto",
+        warmup: int = 2,
+        spin: bool = True,
+        threads: int = 0,
     ) -> None:
         """``spin=False`` for a session that shares its cores with other busy processes (the
-        service's predictor beside the gateway workers; ``training.bundle.onnx_session``)."""
+        service's predictor beside the gateway workers; ``training.bundle.onnx_session``);
+        ``threads`` > 0 caps its CPU thread pool (a Spark task's ``spark.task.cpus``)."""
         from monitors.ood import KnnOodScorer
 
         self.spec = spec
         self.session = onnx_session(
-            spec.bundle.onnx_path, choose_providers(provider_setting), spin=spin
+            spec.bundle.onnx_path, choose_providers(provider_setting), threads=threads, spin=spin
         )
         self.provider = self.session.get_providers()[0]
         self.ood = KnnOodScorer(spec.bundle.reference_latents())

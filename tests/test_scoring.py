@@ -210,6 +210,38 @@ def test_spark_and_local_write_the_services_answers(spark, lsbg_cutouts, tmp_pat
     )
 
 
+def test_spark_task_sessions_take_the_task_cpus_and_do_not_spin(stored_bundles, monkeypatch):
+    """On an executor each concurrent task has its own session: capped at spark.task.cpus and
+    not spinning; the local engine's one session keeps ONNX Runtime's defaults."""
+    import pyspark
+
+    from scoring import scorer
+    from training.store import load
+
+    path = str(load("skyguard-lsbg:latest").path)
+
+    class Task:
+        def cpus(self) -> int:
+            return 1
+
+    monkeypatch.setattr(pyspark.SparkFiles, "get", lambda name: path)
+    monkeypatch.setattr(pyspark.TaskContext, "get", lambda: Task())
+    monkeypatch.setattr(scorer, "_MODELS", {})
+    freq = np.zeros((1, 1))
+    on_executor = scorer.task_model(
+        scorer.PartitionConfig("lsbg", path, freq, shipped=True, provider="cpu")
+    )
+    options = on_executor.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    local = scorer.task_model(scorer.PartitionConfig("lsbg", path, freq, provider="cpu"))
+    assert local is not on_executor
+    options = local.session.get_session_options()
+    assert options.intra_op_num_threads == 0  # ONNX Runtime's default: every core
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # not set: ONNX Runtime spins
+        options.get_session_config_entry("session.intra_op.allow_spinning")
+
+
 def test_hdf5_on_spark_gives_the_rows_of_its_fits_cutouts(spark, stored_bundles, tmp_path):
     """Photo-z with p(z): a dataset scored on Spark and the FITS cutouts written from it scored
     locally give the same answers under the same ids (OBJECT); a cutout without E(B−V) is refused
