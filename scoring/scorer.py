@@ -61,7 +61,7 @@ class PartitionConfig:
 
 #: the process's models, by (bundle directory, provider, thread cap): one ONNX Runtime session
 #: per process
-_MODELS: dict[tuple[str, str], TaskModel] = {}
+_MODELS: dict[tuple[str, str, int], TaskModel] = {}
 
 
 def task_model(cfg: PartitionConfig) -> TaskModel:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 
@@ -109,8 +108,7 @@ def trained_by(info: dict, recipe) -> bool:
     ``hyperparameters``. With ``trained_on`` the same dataset, such a bundle *is* the model the
     recipe would train (the trainer is seeded), so it need not be trained again."""
     got = info.get("hyperparameters", {})
-    want = json.loads(json.dumps(dataclasses.asdict(recipe)))  # tuples as bundle.json has them
-    return all(got.get(k) == v for k, v in want.items() if k not in NOT_TRAINING)
+    return all(got.get(k) == v for k, v in recipe.to_dict().items() if k not in NOT_TRAINING)
 
 
 def choose_cnn(
