@@ -16,6 +16,7 @@ per cutout: the K class probabilities (or p(z) bins), then the OOD percentile.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +174,20 @@ def model_rows(
             detail = "preprocessing gave non-finite values (check MAGZP and BUNIT)"
             items[k] = InputError("bad_value", detail, items[k].id)
     return rows[finite], [k for k, ok in zip(good, finite, strict=True) if ok]
+
+
+#: width [z] of the redshift bins the photo-z prediction counter files answers under.
+LABEL_BIN = 0.05
+
+
+def redshift_label(z: float, width: float = LABEL_BIN) -> str:
+    """The counter label of redshift ``z``: the lower edge of its ``width``-wide bin, 'z0.15'.
+
+    The bin index is taken from the quotient rounded to 9 decimals before the floor, because a
+    value on an edge is often a hair below it in binary (0.15 / 0.05 = 2.9999999999999996).
+    """
+    k = math.floor(round(z / width, 9))
+    return f"z{k * width:.2f}"
 
 
 def photoz_summary(pdf: np.ndarray, edges: np.ndarray) -> dict:

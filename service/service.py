@@ -47,7 +47,7 @@ from monitors.metrics import (
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
 from .monitor import Monitor
-from .runtime import TaskModel, TaskSpec, model_rows
+from .runtime import TaskModel, TaskSpec, model_rows, redshift_label
 
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
@@ -348,7 +348,7 @@ class Skyguard:
             for (k, c), row in zip(good, np.asarray(out), strict=True):
                 a = spec.answer(row, c, with_pdf)
                 answers[k] = a
-                label = a.get("label") or f"z{0.05 * int(a['z_mode'] / 0.05):.2f}"
+                label = a.get("label") or redshift_label(a["z_mode"])
                 PREDICTIONS.labels(task=task, label=label).inc()
                 OOD_SCORE.labels(task=task).observe(a["ood_score"])
         elif bad:
