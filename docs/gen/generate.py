@@ -98,9 +98,7 @@ def _schema_type(schema: dict, doc: dict) -> str:
     elif kind == "array":
         items = schema.get("items") or {}
         text = (
-            "array of " + _schema_type(items, doc)
-            if items
-            else "array (nested lists of numbers)"
+            "array of " + _schema_type(items, doc) if items else "array (nested lists of numbers)"
         )
     elif kind == "object":
         text = "object"
@@ -454,4 +452,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
