@@ -2,6 +2,7 @@
 #   make serve  train the default models if there are none, then serve on localhost:3000
 #   make test   run the test suite
 #   make demo   simulate all six survey domains at small N and draw the example PNGs
+#   make docs   build the docs site (docs/, mkdocs.yml) into site/, strict
 # Both create .venv and install pinned dependencies (requirements.lock) on first use.
 PY      ?= python3.11
 VENV    := .venv
@@ -14,7 +15,7 @@ PORT    ?= 3000
 export BENTOML_HOME ?= $(CURDIR)/models/bentoml
 export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: demo test lint bench clean venv serve
+.PHONY: demo test lint docs bench clean venv serve
 
 venv: $(STAMP)
 
@@ -40,8 +41,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# the docs site: the generated pages must be current (docs/gen/generate.py regenerates them),
+# then mkdocs builds site/ and fails on any warning (a broken link or anchor, a page not in nav)
+docs: $(STAMP)
+	$(BIN)/python docs/gen/generate.py --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 
 clean:
-	rm -rf $(VENV) data out .pytest_cache
+	rm -rf $(VENV) data out site .pytest_cache
