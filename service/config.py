@@ -42,15 +42,28 @@ variable                       default                            meaning
 ``SKYGUARD_CANARY_GENERATIONS`` ``30``                            one-pixel DE generations (max)
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
+``SKYGUARD_API_TOKENS``        (none)                             bearer tokens, comma-separated
+                                                                  (``service.auth``); none here
+                                                                  nor in the file: the API is
+                                                                  open
+``SKYGUARD_API_TOKENS_FILE``   (none)                             a file of bearer tokens, one a
+                                                                  line, ``#`` comments; added to
+                                                                  the variable's
+``SKYGUARD_SHOW_PATHS``        ``0``                              ``1``: answers and ``/v1`` show
+                                                                  server file-system paths
 =============================  =================================  ===============================
 
-A value that cannot be parsed stops start-up with a message naming the variable.
+A value that cannot be parsed stops start-up with a message naming the variable; so do a token
+file that cannot be read or holds no token, and a token that is too short or not of RFC 6750's
+token characters (the message names the variable or file and line, never the token).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .fits_input import Limits
 
@@ -83,6 +96,61 @@ def _float(name: str, default: float, lo: float, hi: float) -> float:
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name}={raw!r}: choose 1 or 0")
+
+
+# RFC 6750's b64token: what a client can send after "Bearer " unquoted
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+MIN_TOKEN_LENGTH = 16
+
+
+def _token(value: str, where: str) -> str:
+    # the value itself is never repeated in a message: it may be a real token with a typo
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"{where}: a token may hold only letters, digits and -._~+/ (then '=')")
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{where}: a token must have at least {MIN_TOKEN_LENGTH} characters, "
+                         f"this one has {len(value)}")  # fmt: skip
+    return value
+
+
+def api_tokens() -> tuple[str, ...]:
+    """The bearer tokens of ``SKYGUARD_API_TOKENS`` (comma-separated; unset or empty: none) and
+    of the file ``SKYGUARD_API_TOKENS_FILE`` (one a line; blank lines and lines starting with
+    ``#`` skipped), in order, without repeats. () : authentication off."""
+    tokens: list[str] = []
+    raw = os.environ.get("SKYGUARD_API_TOKENS", "")
+    if raw.strip():
+        parts = [p.strip() for p in raw.split(",")]
+        if not any(parts):
+            raise ValueError("SKYGUARD_API_TOKENS is set but holds no token")
+        tokens += [_token(p, f"SKYGUARD_API_TOKENS (item {k + 1})")
+                   for k, p in enumerate(parts) if p]  # fmt: skip
+    if path := os.environ.get("SKYGUARD_API_TOKENS_FILE", "").strip():
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"SKYGUARD_API_TOKENS_FILE={path!r} cannot be read: "
+                             f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}") from None  # fmt: skip
+        found = [
+            _token(line.strip(), f"SKYGUARD_API_TOKENS_FILE={path!r}, line {k + 1}")
+            for k, line in enumerate(text.splitlines())
+            if line.strip() and not line.strip().startswith("#")
+        ]
+        if not found:
+            raise ValueError(f"SKYGUARD_API_TOKENS_FILE={path!r} holds no token")
+        tokens += found
+    return tuple(dict.fromkeys(tokens))
+
+
 @dataclass(frozen=True)
 class Settings:
     tasks: tuple[str, ...] = TASKS
@@ -113,6 +181,9 @@ class Settings:
     # below the attack's 400 × 80 (002 §5.2): a canary round must fit its CPU budget
     canary_population: int = 100
     canary_generations: int = 30
+    # never in a repr: Settings may be printed or logged
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    show_paths: bool = False
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
@@ -177,4 +248,6 @@ def from_env() -> Settings:
         canary_eps_scale=_float("SKYGUARD_CANARY_EPS_SCALE", 1.0, 1e-3, 1e3),
         canary_population=_int("SKYGUARD_CANARY_POPULATION", 100, minimum=4),
         canary_generations=_int("SKYGUARD_CANARY_GENERATIONS", 30),
+        api_tokens=api_tokens(),
+        show_paths=_bool("SKYGUARD_SHOW_PATHS", False),
     )

@@ -44,6 +44,7 @@ from monitors.metrics import (
     init_predictor,
 )
 
+from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
 from .monitor import Monitor
@@ -83,7 +84,8 @@ class _FixedSpec:
         self._spec = spec
 
     def asdict(self) -> dict:
-        return _openapi_fix(self._spec.asdict())
+        spec = _openapi_fix(self._spec.asdict())
+        return document(spec) if SETTINGS.api_tokens else spec  # declares the bearer scheme
 
 
 @attrs.define
@@ -210,23 +212,28 @@ class Predictor:
 v1 = FastAPI(title="skyguard", version="1", description="Loaded models and their facts")
 
 
+def _shown(answer: dict) -> dict:
+    """``answer`` as a /v1 client may see it: server paths hidden unless SKYGUARD_SHOW_PATHS."""
+    return answer if SETTINGS.show_paths else hide_paths(answer)
+
+
 @v1.get("/models", summary="The loaded model bundles and their bundle.json facts")
 async def list_models() -> dict:
     svc = bentoml.get_current_service()
-    return await svc.describe_models()
+    return _shown(await svc.describe_models())
 
 
 @v1.get("/drift", summary="Per task: latents received, the latest windowed MMD² test and the "
         "online detector's latest statistic")  # fmt: skip
 async def drift_status() -> dict:
     svc = bentoml.get_current_service()
-    return await svc.monitor.to_async.status()
+    return _shown(await svc.monitor.to_async.status())
 
 
 @v1.get("/robustness", summary="The latest canary run per model and attack")
 async def robustness() -> dict:
     svc = bentoml.get_current_service()
-    return await svc.monitor.to_async.robustness()
+    return _shown(await svc.monitor.to_async.robustness())
 
 
 @bentoml.asgi_app(v1, path="/v1")
@@ -450,3 +457,8 @@ class Skyguard:
         """As ``photoz`` for arrays [N, 5, 64, 64] (u, g, r, i, z; electrons at the bundle's
         zeropoints) with one E(B−V) per cutout."""
         return await self._arrays("photoz", images, ids, repair, ebv=ebv, with_pdf=pdf)
+
+
+# every gateway route but health, metrics and the docs needs a token when tokens are configured;
+# the predictor and monitor listen only on the pod's private sockets (service.auth)
+Skyguard.add_asgi_middleware(BearerAuth, tokens=SETTINGS.api_tokens)
