@@ -76,6 +76,7 @@ class Monitor:
         self._runners: dict[str, object] = {}
         self.canary_results: dict[str, dict[str, dict]] = {t: {} for t in SETTINGS.tasks}
         self._canary_lock = asyncio.Lock()
+        self._requested: asyncio.Task | None = None  # the round run_canaries started
         self._follow_locks = {t: asyncio.Lock() for t in SETTINGS.tasks}
         self._background: set[asyncio.Task] = set()
         init_monitor(
@@ -86,10 +87,11 @@ class Monitor:
     def _watch(self, task: str) -> DriftWatch:
         return DriftWatch(task, self.bundles[task].reference_latents(), _watch_config())
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro) -> asyncio.Task:
         job = asyncio.ensure_future(coro)
         self._background.add(job)
         job.add_done_callback(self._background.discard)
+        return job
 
     @bentoml.on_startup
     async def _start(self) -> None:
@@ -241,9 +243,13 @@ class Monitor:
             raise InvalidArgument(f"tasks {unknown} are not served; served: {list(self.watches)}")
         if bad := [a for a in attacks if a not in ATTACKS]:
             raise InvalidArgument(f"unknown attacks {bad}")
-        if self._canary_lock.locked():
+        # check and take in one step: the spawned round takes the lock only once it runs, so a
+        # second call before then would see it free; no await lies between this check and the
+        # assignment, so on the one event loop no other call can come in between
+        requested = self._requested is not None and not self._requested.done()
+        if self._canary_lock.locked() or requested:
             return {"started": False, "reason": "a canary round is running"}
-        self._spawn(self._round(tasks, attacks))
+        self._requested = self._spawn(self._round(tasks, attacks))
         return {"started": True, "tasks": tasks, "attacks": attacks}
 
     @bentoml.api

@@ -22,7 +22,11 @@ Everything is configured by ``SKYGUARD_*`` environment variables (``service.conf
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import errno
+import json
 import logging
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Literal
@@ -105,10 +109,107 @@ class RequestRefused(InvalidArgument):
         self.error_code = status
 
 
+# why the request being served cannot be answered now (message, Retry-After [s]), noted by an
+# ``Unavailable`` or an upload that could not be stored: BentoML answers every 5xx with one
+# generic text, so ``_ShowUnavailable`` puts the reason back. A list set per request by the
+# middleware: tasks started below copy the context, so they share the list, not a value.
+_UNAVAILABLE: contextvars.ContextVar[list[tuple[str, int]]] = contextvars.ContextVar("unavailable")
+# OSErrors that mean the server's temporary storage is full or not writable: not the client's
+# fault, a 503 (the upload is spooled to $TMPDIR by Starlette and copied there by BentoML)
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES})
+
+
 class Unavailable(BentoMLException):
-    """The service cannot answer now (its predictor is unreachable): 503."""
+    """The service cannot answer now, through no fault of the request (its predictor is down,
+    restarting or failing): 503 with ``Retry-After`` [s] and this message (``_ShowUnavailable``).
+    """
 
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        if (box := _UNAVAILABLE.get(None)) is not None:
+            box.append((message, retry_after_s))
+
+
+class _StorageFault(logging.Filter):
+    """Notes an upload that the server could not store: the error escapes from BentoML's request
+    parsing (before any skyguard code runs) and BentoML logs it (its ``log_exception``, in the
+    request's context) before answering 500; this filter sees that record and lets it through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        e = record.exc_info[1] if record.exc_info else None
+        if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
+            if (box := _UNAVAILABLE.get(None)) is not None:
+                name = errno.errorcode.get(e.errno, str(e.errno))
+                box.append((f"the server cannot store the upload now ({name}: {e.strerror}); "
+                            "retry later", 30))  # fmt: skip
+        return True
+
+
+class _ShowUnavailable:
+    """ASGI middleware of the gateway. A request that an ``Unavailable`` or a storage fault
+    stopped is answered 503 with ``Retry-After`` and ``{"error": <the reason>}``, in place of
+    BentoML's generic 5xx text; any other 503 gets ``Retry-After`` too."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        # here, not at import: this runs in the worker, after BentoML has set up its logging
+        http_log = logging.getLogger("bentoml._internal.server.http_app")
+        if not any(isinstance(f, _StorageFault) for f in http_log.filters):
+            http_log.addFilter(_StorageFault())
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        box: list[tuple[str, int]] = []
+        token = _UNAVAILABLE.set(box)
+        ours: bytes | None = None  # the body that replaces BentoML's
+
+        async def amend(message: dict) -> None:
+            nonlocal ours
+            kind = message["type"]
+            if kind == "http.response.start" and message["status"] in (500, 503):
+                headers = list(message.get("headers", []))
+                if box:  # the reason is known (noted before the response starts)
+                    text, retry = box[-1]
+                    ours = json.dumps({"error": text}).encode()
+                    headers = [(k, v) for k, v in headers
+                               if k.lower() not in (b"content-length", b"retry-after")]  # fmt: skip
+                    headers += [(b"content-length", str(len(ours)).encode()),
+                                (b"retry-after", str(retry).encode())]  # fmt: skip
+                    message = {**message, "status": 503, "headers": headers}
+                elif message["status"] == 503 and not any(
+                    k.lower() == b"retry-after" for k, _ in headers
+                ):
+                    message = {**message, "headers": [*headers, (b"retry-after", b"5")]}
+            elif kind == "http.response.body" and ours is not None:
+                if message.get("more_body"):
+                    return  # BentoML's text, dropped
+                message, ours = {"type": kind, "body": ours}, None
+            await send(message)
+
+        try:
+            await self.app(scope, receive, amend)
+        finally:
+            _UNAVAILABLE.reset(token)
+
+
+def _unavailable(e: BaseException) -> Unavailable:
+    """The 503 for a failed call to the predictor, saying how it failed: unreachable (down or
+    restarting), too slow, or an error status of its own (not the client's fault: the gateway
+    checked the input)."""
+    import aiohttp
+
+    if isinstance(e, aiohttp.ClientConnectionError):
+        why = f"is unreachable ({type(e).__name__}: {e})"
+    elif isinstance(e, TimeoutError):
+        why = "did not answer in time"
+    elif isinstance(e, BentoMLException):
+        why = f"failed with {int(e.error_code)}: {str(e)[:300]}"
+    else:
+        why = f"failed ({type(e).__name__}: {e})"
+    return Unavailable(f"the predictor {why}; retry later")
 
 
 def _refuse(task: str, errors: list[InputError]) -> RequestRefused:
@@ -246,27 +347,43 @@ async def robustness() -> dict:
 class Skyguard:
     """The HTTP gateway: FITS or arrays in, one answer per cutout out."""
 
+    AGREE_EVERY_S = 5.0  # the longest a restarted predictor's new bundles go unnoticed [s]
     predictor = bentoml.depends(Predictor)
     monitor = bentoml.depends(Monitor)
 
     def __init__(self) -> None:
         self.specs = {t: TaskSpec.from_ref(t, SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
-        self._agreed = False
+        self._agreed_at = -np.inf  # time.monotonic() of the last check with the predictor [s]
+        self._agreeing = asyncio.Lock()
         init_gateway(tuple(self.specs), REASONS)
 
     async def _agree_with_predictor(self) -> None:
         """Use the very bundles the predictor runs: 'skyguard-<task>:latest' is resolved by each
         process when it starts, and a bundle stored in between would otherwise be preprocessed
-        for one model and run by another."""
-        if self._agreed:
+        for one model and run by another.
+
+        A predictor can restart (BentoML restarts a worker that died) onto a newer ``:latest``,
+        so the check is repeated: at most every ``AGREE_EVERY_S`` while calls succeed, and on
+        the next request after any failed predictor call (a restart fails the calls in flight
+        and those made while it loads its sessions). One small call per gateway worker per
+        ``AGREE_EVERY_S``, not one per request; a batchable predictor API answers one array, so
+        it cannot name its bundle with every answer. A predictor that cannot be asked is a 503.
+        """
+        if time.monotonic() - self._agreed_at < self.AGREE_EVERY_S:
             return
-        paths = await self.predictor.to_async.bundles()
-        for task, path in paths.items():
-            if task in self.specs and str(self.specs[task].bundle.path) != path:
-                log.warning("%s: gateway had %s, predictor runs %s; following the predictor",
-                            task, self.specs[task].bundle.path, path)  # fmt: skip
-                self.specs[task] = await asyncio.to_thread(TaskSpec.from_ref, task, path)
-        self._agreed = True
+        async with self._agreeing:  # concurrent requests: one check, not one each
+            if time.monotonic() - self._agreed_at < self.AGREE_EVERY_S:
+                return
+            try:
+                paths = await self.predictor.to_async.bundles()
+            except Exception as e:
+                raise _unavailable(e) from e
+            for task, path in paths.items():
+                if task in self.specs and str(self.specs[task].bundle.path) != path:
+                    log.warning("%s: gateway had %s, predictor runs %s; following the predictor",
+                                task, self.specs[task].bundle.path, path)  # fmt: skip
+                    self.specs[task] = await asyncio.to_thread(TaskSpec.from_ref, task, path)
+            self._agreed_at = time.monotonic()
 
     async def describe_models(self) -> dict:
         try:
@@ -372,21 +489,26 @@ class Skyguard:
         }
 
     async def _predict(self, task: str, rows: np.ndarray) -> np.ndarray:
-        """The predictor's answer rows. A pooled keep-alive connection that the predictor closed
-        while idle fails on reuse (aiohttp's ServerDisconnectedError; measured: 9–15 of 40
-        requests at concurrency 16 after a quieter spell): inference is idempotent, so such a
-        call is retried once; a predictor that stays unreachable is a 503, not the client's
-        fault."""
+        """The predictor's answer rows [N, outputs]. A pooled keep-alive connection that the
+        predictor closed while idle fails on reuse (aiohttp's ServerDisconnectedError; measured:
+        9–15 of 40 requests at concurrency 16 after a quieter spell): inference is idempotent, so
+        a call that failed to connect is retried once. Anything else the predictor answers or
+        fails with is not the client's fault (the gateway checked the input): a 503, and the
+        bundles are checked again before the next request (the predictor may have restarted)."""
         import aiohttp
 
         call = getattr(self.predictor.to_async, task)
         for attempt in (1, 2):
             try:
                 return await call(rows)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError) as e:
+            except aiohttp.ClientConnectionError as e:
+                self._agreed_at = -np.inf
                 if attempt == 2:
-                    raise Unavailable(f"the predictor is unreachable ({e}); retry later") from e
+                    raise _unavailable(e) from e
                 log.warning("predictor connection dropped (%s); retrying once", e)
+            except (TimeoutError, aiohttp.ClientError, BentoMLException) as e:
+                self._agreed_at = -np.inf
+                raise _unavailable(e) from e
         raise AssertionError("unreachable")
 
     async def _files(self, task: str, cutouts: list[Path], repair: Repair, **kw) -> dict:
@@ -462,3 +584,6 @@ class Skyguard:
 # every gateway route but health, metrics and the docs needs a token when tokens are configured;
 # the predictor and monitor listen only on the pod's private sockets (service.auth)
 Skyguard.add_asgi_middleware(BearerAuth, tokens=SETTINGS.api_tokens)
+
+# a 503 says why and when to retry (BentoML itself answers every 5xx with one generic text)
+Skyguard.add_asgi_middleware(_ShowUnavailable)
