@@ -479,7 +479,7 @@ def test_compose_config_validates():
 
 def _k8s() -> dict[tuple[str, str], dict]:
     docs = {}
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(K8S.rglob("*.yaml")):  # secrets/ too
         for doc in yaml.safe_load_all(path.read_text("utf-8")):
             docs[(doc["kind"], doc["metadata"]["name"])] = doc
     return docs
@@ -496,6 +496,7 @@ def test_k8s_kinds_and_api_versions():
         ("ConfigMap", "v1"),
         ("Role", "rbac.authorization.k8s.io/v1"),
         ("RoleBinding", "rbac.authorization.k8s.io/v1"),
+        ("Secret", "v1"),
     }
 
 
@@ -543,6 +544,13 @@ def test_k8s_cross_references():
     assert mounts == set(volumes)
     claim = volumes["models"]["persistentVolumeClaim"]["claimName"]
     assert ("PersistentVolumeClaim", claim) in docs
+    # the token file: a key of the mounted Secret, at the path the gateway is told
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    token_file = Path(env["SKYGUARD_API_TOKENS_FILE"])
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "api-tokens"]
+    assert token_file.parent == Path(mount["mountPath"]) and mount["readOnly"]
+    secret = docs[("Secret", volumes["api-tokens"]["secret"]["secretName"])]
+    assert token_file.name in secret["stringData"]
     binding = docs[("RoleBinding", "prometheus-discovery")]
     assert ("Role", binding["roleRef"]["name"]) in docs
 
@@ -550,6 +558,23 @@ def test_k8s_cross_references():
 def _k8s_prometheus_config() -> dict:
     configmap = _k8s()[("ConfigMap", "prometheus-skyguard")]
     return yaml.safe_load(configmap["data"]["prometheus.yml"])
+
+
+def test_k8s_token_secret_is_closed_until_filled(tmp_path, monkeypatch):
+    """The Secret as shipped holds no token: the gateway refuses to start (closed, never open);
+    filled as its comment says, the gateway reads the token from the mounted file."""
+    from service.config import api_tokens
+
+    secret = _k8s()[("Secret", "skyguard-api-tokens")]
+    mounted = tmp_path / "tokens"
+    mounted.write_text(secret["stringData"]["tokens"], "utf-8")
+    monkeypatch.delenv("SKYGUARD_API_TOKENS", raising=False)
+    monkeypatch.setenv("SKYGUARD_API_TOKENS_FILE", str(mounted))
+    with pytest.raises(ValueError, match="holds no token"):
+        api_tokens()
+    token = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdl+/="
+    mounted.write_text(secret["stringData"]["tokens"] + token + "\n", "utf-8")
+    assert api_tokens() == (token,)
 
 
 def test_k8s_scrape_configuration(promtool, tmp_path):
