@@ -357,6 +357,15 @@ class Skyguard:
         self._agreeing = asyncio.Lock()
         init_gateway(tuple(self.specs), REASONS)
 
+    @bentoml.on_deployment
+    def _check_bundles() -> None:
+        """Once, in ``bentoml serve``'s own process before any worker starts: every configured
+        bundle passes its checks (files, sha256, schema), so a damaged or missing one stops
+        start-up with its message and a non-zero exit. Checked only in the workers, a bundle
+        that fails would have BentoML's arbiter restart them forever, never ready."""
+        for task in SETTINGS.tasks:
+            TaskSpec.from_ref(task, SETTINGS.model_ref(task))
+
     async def _agree_with_predictor(self) -> None:
         """Use the very bundles the predictor runs: 'skyguard-<task>:latest' is resolved by each
         process when it starts, and a bundle stored in between would otherwise be preprocessed

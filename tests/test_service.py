@@ -91,13 +91,15 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
-def _serve(target: str, cwd: Path, log: Path, extra_env: dict | None = None):
+def _serve(target: str, cwd: Path, log: Path, extra_env: dict | None = None, wrap=()):
+    """``bentoml serve target`` on a free port, ready; ``wrap``: a command to run it under
+    (e.g. ``prlimit --fsize=...``)."""
     port = _free_port()
     env = {**os.environ, **SERVER_ENV, **(extra_env or {})}
     bentoml = Path(sys.executable).parent / "bentoml"
     with open(log, "w") as f:
         proc = subprocess.Popen(
-            [str(bentoml), "serve", target, "--port", str(port), "--host", "127.0.0.1"],
+            [*wrap, str(bentoml), "serve", target, "--port", str(port), "--host", "127.0.0.1"],
             cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
