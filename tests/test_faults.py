@@ -10,6 +10,7 @@ the same classes whatever the tasks.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -240,3 +241,65 @@ def test_upload_store_full(bundles, tmp_path):
         assert r.status_code == 200 and r.json()["n_answered"] == 1, r.text
     finally:
         _stop(proc)
+
+
+def test_predictor_failures_are_503_with_their_reason(bundles):
+    """In process: each way a call to the predictor fails is an ``Unavailable`` (503) saying how,
+    and the gateway checks the predictor's bundles again before its next request."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import aiohttp
+    import numpy as np
+
+    from service.service import Skyguard, Unavailable
+
+    class Failing:  # the predictor's client, failing as a dead, a slow or a broken worker does
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        async def bundles(self) -> dict:
+            raise self.error
+
+        async def lsbg(self, rows: np.ndarray) -> np.ndarray:
+            raise self.error
+
+    gateway = Skyguard.inner()
+    rows = np.zeros((1, 3 * 64 * 64), np.float32)
+    for error, why in (
+        (aiohttp.ClientConnectorError(SimpleNamespace(ssl=None, host="h", port=1), OSError(111, "refused")), "is unreachable"),
+        (aiohttp.ServerDisconnectedError(), "is unreachable"),
+        (TimeoutError(), "did not answer in time"),
+        (RuntimeError("boom"), "failed (RuntimeError: boom)"),
+    ):  # fmt: skip
+        gateway.predictor = SimpleNamespace(to_async=Failing(error))
+        gateway._agreed_at = -np.inf
+        if not isinstance(error, RuntimeError):  # what _predict maps; any error, in the check
+            with pytest.raises(Unavailable, match=re.escape(f"the predictor {why}")):
+                asyncio.run(gateway._predict("lsbg", rows))
+            assert gateway._agreed_at == -np.inf  # checked again before the next request
+        with pytest.raises(Unavailable, match=re.escape(f"the predictor {why}") + ".*retry later"):
+            asyncio.run(gateway._agree_with_predictor())
+
+
+def test_two_quick_canary_requests_start_one_round(bundles):
+    """In process: a second request to start canaries, made before the first round has begun,
+    is told a round is running; once the round is over, a new one starts."""
+    import asyncio
+
+    from service.monitor import Monitor
+
+    monitor = Monitor.inner()
+
+    async def requests() -> list[dict]:
+        first = await monitor.run_canaries(task="lsbg", attack="fgsm")
+        second = await monitor.run_canaries(task="lsbg", attack="fgsm")  # the round not begun
+        await monitor._requested
+        third = await monitor.run_canaries(task="lsbg", attack="fgsm")
+        monitor._requested.cancel()
+        return [first, second, third]
+
+    first, second, third = asyncio.run(requests())
+    assert first["started"] and third["started"]
+    assert second == {"started": False, "reason": "a canary round is running"}
+    assert "fgsm" in monitor.canary_results["lsbg"]  # the one round ran
