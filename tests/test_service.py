@@ -106,7 +106,8 @@ def _serve(target: str, cwd: Path, log: Path, extra_env: dict | None = None, wra
     try:
         _wait_ready(url, proc)
     except Exception:
-        os.killpg(proc.pid, 15)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
         raise RuntimeError(f"server did not start; log:\n{log.read_text()[-3000:]}") from None
     return proc, url
 
