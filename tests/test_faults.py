@@ -108,7 +108,7 @@ def test_monitor_killed_mid_load(faulty):
     with _Load(faulty) as load:
         _wait("requests under way", lambda: len(load.answers) >= 3)
         os.kill(monitor, signal.SIGKILL)
-        n = len(load.answers)
+        n, killed_at = len(load.answers), time.time()
         _wait("requests answered after the kill", lambda: len(load.answers) >= n + 5)
     statuses = [s for s, _, _ in load.answers]
     assert statuses == [200] * len(statuses), [a for a in load.answers if a[0] != 200][:2]
@@ -124,6 +124,11 @@ def test_monitor_killed_mid_load(faulty):
 
     _wait("latents sent to the new monitor", resumed, timeout=90)
     assert httpx.get(f"{faulty}/v1/drift", timeout=30).status_code == 200
+    lost = _metric(faulty, "skyguard_latents_dropped_total", task="lsbg") - dropped
+    print(
+        f"monitor killed: {len(statuses)} requests all 200, {lost:.0f} latents counted dropped,"
+        f" latents flowing again {time.time() - killed_at:.1f} s after the kill"
+    )
 
 
 def test_predictor_killed(faulty):
@@ -143,10 +148,14 @@ def test_predictor_killed(faulty):
             time.sleep(0.1)
         down = len(load.answers)
         _wait("the predictor back", lambda: any(s == 200 for s, _, _ in load.answers[down:]), 120)
+        back = time.time()
     answers = load.answers[n:]
     statuses = [s for s, _, _ in answers]
     assert set(statuses) <= {200, 503}, [a for a in answers if a[0] not in (200, 503)][:2]
-    print(f"statuses with the predictor killed: {statuses}")
+    print(
+        f"predictor killed for 6 s: statuses {statuses}, first 200 after the kills "
+        f"{back - t0 - 6:.1f} s later"
+    )
     for _, headers, text in [a for a in answers if a[0] == 503]:
         assert int(headers["retry-after"]) > 0
         assert "the predictor" in httpx.Response(503, text=text).json()["error"]
