@@ -202,8 +202,16 @@ def test_good_requests(server, task):
         payload.update(ebv=[0.03, 0.05], pdf=True)
     r = httpx.post(f"{server}/{task}_array", json=payload, timeout=60)
     assert r.status_code == 200, r.text
+    # the same pixels as an array: the same answer as the FITS file gave (first file, same E(B−V))
+    by_file, by_array = body["answers"][0], r.json()["answers"][0]
     if task == "photoz":
-        assert len(r.json()["answers"][0]["pdf"]) == 180
+        for k in ("z_mean", "z_median", "z_mode", "z_sigma", "odds"):
+            assert by_array[k] == pytest.approx(by_file[k], rel=1e-5, abs=1e-6), k
+        assert len(by_array["pdf"]) == 180 and sum(by_array["pdf"]) == pytest.approx(1, abs=1e-3)
+    else:
+        assert by_array["label"] == by_file["label"]
+        assert by_array["probabilities"] == pytest.approx(by_file["probabilities"], abs=1e-6)
+    assert by_array["ood_score"] == pytest.approx(by_file["ood_score"], abs=1e-6)
 
 
 # (route, files or raw request, expected status, text the message must contain)
