@@ -137,7 +137,7 @@ def _gateway_answers(task: str, paths: list[Path], **kw) -> list[dict]:
     spec = TaskSpec.from_ref(task, f"skyguard-{task}:latest")
     model = TaskModel(spec, "cpu")
     gateway = Skyguard.inner.__new__(Skyguard.inner)
-    gateway.specs, gateway._agreed = {task: spec}, True
+    gateway.specs, gateway._agreed_at = {task: spec}, np.inf  # never re-checked: no predictor here
 
     async def predict(task: str, rows: np.ndarray) -> np.ndarray:
         return model.infer(rows)[0]
