@@ -20,6 +20,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
+COPY core core
 COPY training training
 COPY monitors monitors
 COPY service service

@@ -31,8 +31,7 @@ demo: $(STAMP)
 # the README's main command: default bundles (quick recipes) if the store has none, example FITS
 # cutouts in data/examples/, then the service on localhost:3000
 serve: $(STAMP)
-	$(BIN)/python -m service.bootstrap
-	$(BIN)/bentoml serve service.service:Skyguard --host 127.0.0.1 --port $(PORT)
+	$(BIN)/skyguard serve --host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

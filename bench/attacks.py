@@ -116,8 +116,8 @@ def setup(model: str, n: int, pick: str) -> tuple[nn.Module, object, np.ndarray,
     """(model in eval mode, ONNX session or None, images [n, C, H, W] in [0, 1], labels [n],
     description)."""
     try:
+        from core.store import load
         from training.models import build
-        from training.store import load
 
         tag = _resolve(model)
         bundle = load(tag)

@@ -3,7 +3,7 @@
 Two cases of seeded Gaussian latents, N_ref = N = 5,000, D = 256: **no drift** (a second draw of
 the reference distribution) and a **small mean shift** (that draw plus δ in every coordinate), so
 that the p-values of all methods can be compared. One Gaussian kernel k = exp(−d²/2σ²) for all,
-σ the median heuristic of ``training.mmd`` on the pooled sample (σ² = median d² / 2), given to the
+σ the median heuristic of ``core.mmd`` on the pooled sample (σ² = median d² / 2), given to the
 peers explicitly — their defaults differ (frouros: σ = 1, which at D = 256 makes every off-diagonal
 kernel value ≈ 0; torchdrift: ℓ = median d including the zero diagonal, ≈ √2 σ).
 
@@ -53,9 +53,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.mmd import median_sigma, squared_distances
 from monitors.drift import MMDDrift
 from monitors.online import OnlineMMDDrift
-from training.mmd import median_sigma, squared_distances
 
 ROOT = Path(__file__).parents[1]
 PEERS_PYTHON = ROOT / "bench" / ".peers" / "bin" / "python"

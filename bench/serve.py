@@ -68,9 +68,9 @@ def setup(tmp: Path, n_objects: int) -> tuple[dict[str, str], list[bytes]]:
 
 def bench_raw(tag: str, files: list[bytes], batches=(1, 8, 32, 64), seconds: float = 3.0) -> dict:
     """cutouts/s and ms per call of the bundle's session on preprocessed arrays."""
+    from core.bundle import onnx_session
     from service.fits_input import read_fits
     from service.runtime import TaskSpec, choose_providers
-    from training.bundle import onnx_session
 
     spec = TaskSpec.from_ref("morphology", tag)
     cut = [read_fits(f, "c", spec.bands, spec.shape) for f in files]

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.preprocess import Preprocessing
 from training import models
 from training.data import DomainData, Split, TaskData
 from training.losses import z_bin_edges
-from training.preprocess import Preprocessing
 from training.recipes import Recipe
 from training.trainer import Objective, _make_optimizer, input_bounds, train_batch
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from training.bundle import Bundle, run_onnx
+from core.bundle import Bundle, run_onnx
 
 GRADIENT_ATTACKS = ("fgsm", "pgd_linf", "pgd_l2")
 ATTACKS = ("onepixel", *GRADIENT_ATTACKS)

@@ -1,6 +1,6 @@
 """Windowed MMD² two-sample test of recent latents against a bundle's reference latents.
 
-The statistic is the unbiased MMD² of 002 eq. 2 (``training.mmd``: the same kernels as the
+The statistic is the unbiased MMD² of 002 eq. 2 (``core.mmd``: the same kernels as the
 ``mmd`` training recipe — the fixed multi-bandwidth Gaussian set, or the median heuristic). Its
 null distribution comes from permutations of the pooled sample, and the p-value counts the
 observed statistic among them, (1 + #{perm ≥ observed}) / (1 + P), so it is never 0 and a test at
@@ -29,9 +29,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from training.mmd import gaussian_kernel, sigmas_for, squared_distances
+from core.mmd import Bandwidth, gaussian_kernel, sigmas_for, squared_distances
 
-Bandwidth = Literal["multi", "median"]
 #: Reference sets up to this size keep their [N_ref, N_ref] squared distances between tests
 #: (8,192 → 256 MiB in float32, 512 MiB in float64); larger ones recompute them every test.
 REF_CACHE_MAX = 8192

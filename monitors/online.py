@@ -2,7 +2,7 @@
 
 The stream is watched through a sliding window of the ``W`` most recent latents. After each new
 latent the detector computes the unbiased MMD² between the window and a fixed reference set R
-(002 eq. 2, the kernels of ``training.mmd``) and raises an alarm when it exceeds a threshold.
+(002 eq. 2, the kernels of ``core.mmd``) and raises an alarm when it exceeds a threshold.
 
 **Calibration (bootstrap, once at construction).** The reference latents are split at random into
 R (used by the statistic) and a disjoint calibration pool C. ``n_bootstraps`` streams of length
@@ -19,8 +19,8 @@ then O(W) bookkeeping: the window's kernel matrix is kept in a ring buffer, so t
 sum is updated by subtracting the evicted latent's row and adding the new one. No O(W²) work is
 done per latent. Memory: the [W, W] window kernel and R.
 
-``score`` returns numbers, ``predict`` decides; publishing to Prometheus is separate
-(``monitors.metrics``).
+``update`` adds a latent, ``score`` reads the statistic without changing the stream, ``decision``
+decides; publishing to Prometheus is separate (``monitors.metrics``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from training.mmd import Bandwidth, gaussian_kernel, sigmas_for, squared_distances
+from core.mmd import Bandwidth, gaussian_kernel, sigmas_for, squared_distances
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,9 @@ class OnlineMMDDrift:
         self._s_ww = 0.0
         self._seen = 0
 
-    def score(self, x: np.ndarray) -> OnlineScore:
-        """Add one latent x [D] to the stream and return the statistic after it."""
+    def update(self, x: np.ndarray) -> OnlineScore:
+        """Add one latent x [D] to the stream (evicting the oldest once the window is full) and
+        return the statistic after it (``score``)."""
         z = np.asarray(x, dtype=np.float64).reshape(-1)
         if z.shape[0] != self.r.shape[1] or not np.isfinite(z).all():
             raise ValueError(f"x must be a finite [{self.r.shape[1]}] latent, got {np.shape(x)}")
@@ -179,6 +180,12 @@ class OnlineMMDDrift:
         self._r_mean[slot] = self._k_row(z, self._r_np, self._r_sq).mean()
         self._win[slot], self._win_sq[slot] = z, z @ z
         self._seen += 1
+        return self.score()
+
+    def score(self) -> OnlineScore:
+        """The statistic of the stream as it stands (pure: the stream is not changed); NaN while
+        the first window fills."""
+        w = self.window
         step = self._seen - w
         if step < 0:
             return OnlineScore(float("nan"), float("nan"), -1, self._seen / w)
@@ -186,9 +193,9 @@ class OnlineMMDDrift:
         h = self.thresholds[step] if step < self.horizon else self.steady_threshold
         return OnlineScore(stat, float(h), step, 1.0)
 
-    def predict(self, x: np.ndarray) -> dict:
-        """``score`` plus the decision: drift when the statistic exceeds this step's threshold."""
-        s = self.score(x)
+    def decision(self, s: OnlineScore) -> dict:
+        """What the monitor reports of a score: drift when the statistic exceeds its step's
+        threshold, with the expected run time the thresholds were calibrated for."""
         return {
             "is_drift": s.is_drift,
             "statistic": s.statistic,

@@ -20,10 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d2, 0.0)
+from core.distances import squared_distances
 
 
 @dataclass
@@ -39,7 +36,7 @@ class KnnOodScorer:
             raise ValueError(f"reference latents must be [N_ref >= 2, D], got shape {ref.shape}")
         self.reference = ref
         self.k = min(self.k, len(ref) - 1)  # a tiny reference set (tests) caps k
-        d2 = _sq_dist(ref, ref)
+        d2 = squared_distances(ref, ref)
         np.fill_diagonal(d2, np.inf)  # leave each reference out of its own neighbours
         self._ref_kth = np.sort(np.sqrt(np.partition(d2, self.k - 1, axis=1)[:, self.k - 1]))
 
@@ -48,7 +45,7 @@ class KnnOodScorer:
         z = np.asarray(latents, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != self.reference.shape[1]:
             raise ValueError(f"latents must be [N, {self.reference.shape[1]}], got shape {z.shape}")
-        d2 = _sq_dist(z, self.reference)
+        d2 = squared_distances(z, self.reference)
         return np.sqrt(np.partition(d2, self.k - 1, axis=1)[:, self.k - 1])
 
     def score(self, latents: np.ndarray) -> np.ndarray:

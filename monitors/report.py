@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from training.bundle import Bundle, onnx_session, run_onnx
+from core.bundle import Bundle, onnx_session, run_onnx
 
 from .drift import MMDDrift
 from .online import OnlineMMDDrift
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    from training.store import load
+    from core.store import load
 
     t0 = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ class DriftWatch:
             raise ValueError(f"keep ({config.keep}) must hold a window ({config.window})")
         self.task, self.config = task, config
         self.reference = np.asarray(reference, dtype=np.float32)
-        self.test_ = MMDDrift(
+        self.detector = MMDDrift(
             self.reference, bandwidth=config.bandwidth, n_permutations=config.n_permutations,
             alpha=config.alpha, seed=config.seed,
         )  # fmt: skip
@@ -92,7 +92,7 @@ class DriftWatch:
             for z in np.asarray(latents, dtype=np.float32):
                 self.latents.append(z)
                 if self.online is not None:
-                    res = self.online.predict(z)
+                    res = self.online.decision(self.online.update(z))
                     self.last_online = res
                     if res["is_drift"]:
                         # the run ends at its alarm, as the calibration assumes: one alarm per
@@ -113,7 +113,7 @@ class DriftWatch:
         with self._lock:
             x = np.stack(list(self.latents)[-self.config.window :])
             self.since_test = 0
-        result = self.test_.predict(x)
+        result = self.detector.predict(x)
         self.last_test = result
         return result
 

@@ -7,7 +7,7 @@ kernel matrix of the pooled sample, quadratic in N; the linear-time MMD of Grett
 latents a bundle keeps it could use only a few hundred of a data release's cutouts. Here every
 cutout counts, the reference is used whole, and its finite size is in the p-value.
 
-Method. The Gaussian kernel k(x, y) = exp(−‖x − y‖² / 2σ²) of ``training.mmd`` (one width, σ by
+Method. The Gaussian kernel k(x, y) = exp(−‖x − y‖² / 2σ²) of ``core.mmd`` (one width, σ by
 the median heuristic over the reference latents) has random Fourier features at J frequencies
 ω_j ~ N(0, σ⁻² I) (Rahimi & Recht 2007),
 
@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from core.distances import median_sigma
 
 
 def fourier_features(latents: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
@@ -132,7 +134,7 @@ class FourierDrift:
         )
         if problem:
             raise ValueError(f"reference latents x_ref {problem}")
-        self.sigma = _median_sigma(x_ref)
+        self.sigma = median_sigma(x_ref)
         rng = np.random.default_rng(seed)
         #: [D, J] frequencies ω_j ~ N(0, σ⁻² I)
         self.frequencies = rng.standard_normal((x_ref.shape[1], n_frequencies)) / self.sigma
@@ -179,17 +181,3 @@ class FourierDrift:
             "n_frequencies": self.frequencies.shape[1],
             "seed": self.seed,
         }
-
-
-def _median_sigma(x_ref: np.ndarray) -> float:
-    """σ = sqrt(median(d²) / 2) over the distinct pairs i < j of reference latents with d > 0:
-    ``training.mmd.median_sigma`` in numpy, since torch would cost the driver seconds of import
-    for one number (that one samples pairs above ``MEDIAN_PAIRS``; bundles keep far fewer)."""
-    x = np.asarray(x_ref, dtype=np.float64)
-    sq = (x * x).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)[np.triu_indices(len(x), 1)]
-    d2 = d2[d2 > 0]
-    if d2.size == 0:
-        raise ValueError("median heuristic undefined: all reference latents are identical")
-    lower_median = np.partition(d2, (d2.size - 1) // 2)[(d2.size - 1) // 2]  # as torch's
-    return float(np.sqrt(lower_median / 2.0))

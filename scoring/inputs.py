@@ -5,7 +5,7 @@
   ``[ab]``, ``{a,b}``; Python's ``glob`` locally, so keep to the common part). Names starting with
   ``_`` or ``.`` are skipped, as Spark's file sources skip them. One cutout per file; the bytes
   go to ``service.fits_input.read_fits``.
-* **an HDF5 dataset** (``*.h5``/``*.hdf5``, the layout of ``training.datasets``): the objects of
+* **an HDF5 dataset** (``*.h5``/``*.hdf5``, the layout of ``core.datasets``): the objects of
   one split, or all, cut into index ranges of one model batch each; ids are those
   ``skyguard cutouts`` writes into ``OBJECT`` (``<task>-<domain>-<index:06d>``), so a dataset
   and the FITS cutouts made from it give the same catalogue rows.
@@ -92,7 +92,7 @@ class Dataset:
     def open(
         cls, path: str, bands: tuple[str, ...], shape: tuple[int, int], split: str | None = None
     ) -> Dataset:
-        from training.datasets import open_dataset
+        from core.datasets import open_dataset
 
         with open_dataset(path) as ds:
             attrs = ds.attrs

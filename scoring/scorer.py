@@ -124,7 +124,7 @@ class PartitionScorer:
             yield self._score(model, items, sources, [None] * len(items))
 
     def _dataset_range(self, model: TaskModel, path: str, indices: np.ndarray) -> pd.DataFrame:
-        from training.datasets import open_dataset
+        from core.datasets import open_dataset
 
         ds, spec = self.cfg.dataset, model.spec
         with open_dataset(path) as f:

@@ -26,6 +26,7 @@ import bentoml
 import numpy as np
 from bentoml.exceptions import InvalidArgument
 
+from core.store import load as load_checked
 from monitors.canaries import ATTACKS, CanaryConfig, CanaryResult, CanaryRunner, applicable
 from monitors.metrics import (
     LATENTS_RECEIVED,
@@ -37,7 +38,6 @@ from monitors.metrics import (
     switch_canary_model,
 )
 from monitors.watch import DriftWatch, WatchConfig
-from training.store import load as load_checked
 
 from .config import from_env
 from .runtime import choose_providers
@@ -172,7 +172,7 @@ class Monitor:
 
     # --- canaries -------------------------------------------------------------------------
     def _runner(self, task: str):
-        from training.bundle import onnx_session
+        from core.bundle import onnx_session
 
         bundle = self.bundles[task]
         runner = self._runners.get(task)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.bundle import Bundle, check_parity, onnx_session, run_onnx
-from training.preprocess import FluxScale
+from core.bundle import Bundle, check_parity, onnx_session, run_onnx
+from core.preprocess import FluxScale
 
 from .fits_input import Cutout, InputError
 
@@ -34,16 +34,16 @@ ODDS_WINDOW = 0.05
 
 
 def load_bundle(ref: str) -> Bundle:
-    """A bundle by store tag or directory, checked (schema, sha256, ONNX parity on its stored
-    held-out inputs); any failure stops start-up with a message naming the bundle."""
-    from training.store import load
+    """A bundle by store tag or directory, checked (schema, every file's sha256); any failure
+    stops start-up with a message naming the bundle. The ONNX parity check runs where the model
+    is served, on the serving session (``TaskModel``), not here: a process that only reads the
+    bundle (the gateway, a Spark driver) builds no session for it."""
+    from core.store import load
 
     try:
-        bundle = load(ref)
-        check_parity(bundle)
+        return load(ref)
     except Exception as e:  # every failure here must stop start-up, with the bundle named
         raise RuntimeError(f"cannot serve model {ref!r}: {e}") from e
-    return bundle
 
 
 @dataclass
@@ -243,7 +243,7 @@ class TaskModel:
         threads: int = 0,
     ) -> None:
         """``spin=False`` for a session that shares its cores with other busy processes (the
-        service's predictor beside the gateway workers; ``training.bundle.onnx_session``);
+        service's predictor beside the gateway workers; ``core.bundle.onnx_session``);
         ``threads`` > 0 caps its CPU thread pool (a Spark task's ``spark.task.cpus``)."""
         from monitors.ood import KnnOodScorer
 
@@ -252,11 +252,18 @@ class TaskModel:
             spec.bundle.onnx_path, choose_providers(provider_setting), threads=threads, spin=spin
         )
         self.provider = self.session.get_providers()[0]
+        try:  # parity on the very session that serves: its provider (CUDA where present) counts
+            self.parity = check_parity(spec.bundle, self.session)
+        except Exception as e:
+            raise RuntimeError(
+                f"cannot serve model {spec.bundle.path}: on {self.provider}: {e}"
+            ) from e
         self.ood = KnnOodScorer(spec.bundle.reference_latents())
         p = spec.bundle.parity_data()
         for _ in range(warmup):  # first runs allocate arenas and pick kernels
             run_onnx(self.session, p["image"][:4], p["ebv"][:4] if "ebv" in p else None)
-        log.info("%s: %s on %s", spec.task, spec.model_facts, self.provider)
+        log.info("%s: %s on %s, ONNX parity %s", spec.task, spec.model_facts, self.provider,
+                 {k: f"{v:.1e}" for k, v in self.parity.items()})  # fmt: skip
 
     def infer(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows [N, row_width] → answer rows [N, K + 1] (scores ‖ OOD) and latents [N, D]."""

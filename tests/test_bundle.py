@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from training.bundle import FILES, BundleError, check_parity, onnx_session, read_bundle, run_onnx
-from training.cli import main
+from cli.main import main
+from core.bundle import FILES, BundleError, check_parity, onnx_session, read_bundle, run_onnx
 from training.data import load_task
 from training.export import write_bundle
 from training.recipes import load_recipe
@@ -123,7 +123,7 @@ def test_schema_errors_are_named(bundle_dir, tmp_path):
 
 def test_parity_failure_is_refused(bundle_dir, tmp_path):
     """A model.onnx that does not compute what weights.pt computes is refused on load."""
-    from training.bundle import sha256
+    from core.bundle import sha256
 
     path, _ = bundle_dir
     bad = tmp_path / "b"
@@ -136,10 +136,18 @@ def test_parity_failure_is_refused(bundle_dir, tmp_path):
     (bad / "bundle.json").write_text(json.dumps(info))
     with pytest.raises(BundleError, match="ONNX output differs from torch"):
         check_parity(read_bundle(bad))
+    # served: the predictor's own session is the one checked, and it refuses to serve; a process
+    # that only reads the bundle (the gateway) builds no session and does not check
+    from service.runtime import TaskModel, TaskSpec
+
+    spec = TaskSpec.from_ref(read_bundle(bad).task, str(bad))
+    with pytest.raises(RuntimeError, match="on CPUExecutionProvider: .*differs from torch"):
+        TaskModel(spec, "cpu")
+    assert TaskModel(TaskSpec.from_ref(spec.task, str(path)), "cpu").parity
 
 
 def test_store_and_cli(bundle_dir, capsys):
-    from training.store import list_models, load, save_bundle
+    from core.store import list_models, load, save_bundle
 
     path, data = bundle_dir
     tag = save_bundle(path)
@@ -158,7 +166,7 @@ def test_store_and_cli(bundle_dir, capsys):
 
 def test_non_finite_outputs_never_pass(bundle_dir, tmp_path):
     """NaN outputs (a diverged model) fail the parity check whatever the other outputs do."""
-    from training.bundle import max_parity_error
+    from core.bundle import max_parity_error
 
     path, _ = bundle_dir
     p = read_bundle(path).parity_data()

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def runners(bundles):
-    from training.bundle import onnx_session
-    from training.store import load
+    from core.bundle import onnx_session
+    from core.store import load
 
     def make(task: str, source: str | Path | None = None, **kw) -> CanaryRunner:
         b = load(source or f"skyguard-{task}")

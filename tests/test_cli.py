@@ -4,7 +4,7 @@ import h5py
 import pytest
 from astropy.io import fits
 
-from training.cli import build_parser, main
+from cli.main import build_parser, main
 
 
 def test_help_lists_every_command(capsys):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from core.datasets import DatasetWriter, make_splits, open_dataset
 from training.cutouts import write_cutouts
-from training.datasets import DatasetWriter, make_splits, open_dataset
 from training.simulate.domains import Domain
 
 N, SIZE = 10, 40

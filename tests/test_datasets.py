@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from training.datasets import SPLITS, dataset_paths, make_splits, open_dataset
+from core.datasets import SPLITS, dataset_paths, make_splits, open_dataset
 from training.gm20 import gm20_class
 from training.simulate import TASKS, simulator
 from training.simulate.runner import generate

@@ -120,7 +120,7 @@ def _export_fields() -> set[str]:
 
 
 def test_every_bundle_file_and_field_is_on_the_bundles_page():
-    from training.bundle import FILES, REQUIRED, SCHEMA_VERSION
+    from core.bundle import FILES, REQUIRED, SCHEMA_VERSION
 
     page = (DOCS / "bundles.md").read_text()
     fields = set(REQUIRED) | _export_fields()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.mmd import kernel_matrix, mmd2, mmd2_from_kernel
 from monitors.drift import MMDDrift, permutation_mmd2
-from training.mmd import kernel_matrix, mmd2, mmd2_from_kernel
 
 
 def test_matrix_product_equals_reindexing(rng):
@@ -96,7 +96,7 @@ def test_pooled_distances_match_the_full_kernel(rng, monkeypatch, cache, bandwid
     """The test's kernel (cached reference block, window rows, their transpose) is the pooled
     sample's kernel matrix, and repeated tests against one reference agree with a fresh one."""
     import monitors.drift as drift
-    from training.mmd import gaussian_kernel, sigmas_for
+    from core.mmd import gaussian_kernel, sigmas_for
 
     if not cache:
         monkeypatch.setattr(drift, "REF_CACHE_MAX", 0)

@@ -13,8 +13,8 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from training.bundle import onnx_session, run_onnx
-from training.cli import main
+from cli.main import main
+from core.bundle import onnx_session, run_onnx
 
 POPULATION, GENERATIONS = 40, 10
 #: latent gain of each model's one-pixel weakness: different, so the two d_E samples differ
@@ -56,8 +56,8 @@ def morph(bundles, tmp_path_factory):
     """The tiny data root and two hot-pixel bundle directories {recipe: dir}; a one-epoch convnet
     mmd bundle is stored beside the ``bundles`` fixture's regular one for this module, and
     removed from the session's store afterwards (other modules expect the regular one newest)."""
+    from experiments.morphology_inputs import choose_models, read_test_splits
     from training.data import load_task
-    from training.experiments.morphology_inputs import choose_models, read_test_splits
     from training.export import write_bundle
     from training.recipes import Recipe
     from training.runs import train
@@ -83,7 +83,7 @@ def morph(bundles, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(morph, tmp_path_factory):
-    from training.experiments import run_morphology
+    from experiments import run_morphology
 
     root, hot, _ = morph
     out = tmp_path_factory.mktemp("report")
@@ -205,7 +205,7 @@ def test_distances_over_images_flipped_under_both(report, onnx_models, test_spli
 def test_models_found_in_store(morph):
     """Without --bundle, the newest stored bundle of each architecture and recipe trained on the
     same data is used; a bundle under the wrong name, or a missing one, is refused."""
-    from training.experiments.morphology_inputs import choose_models, read_test_splits
+    from experiments.morphology_inputs import choose_models, read_test_splits
 
     root, hot, stored = morph
     assert {n: (c.architecture, c.recipe, c.origin) for n, c in stored.items()} == {

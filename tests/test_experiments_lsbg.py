@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from training.bundle import onnx_session, run_onnx
-from training.cli import main
+from cli.main import main
+from core.bundle import onnx_session, run_onnx
 
 NOISE = (0.0, 0.1, 0.33)
 FINETUNE_N = 10
@@ -23,8 +23,8 @@ FINETUNE_N = 10
 def run(bundles, tmp_path_factory):
     """The report's numbers, its directory, and what ``trainer.fit`` was given: a list of
     (recipe name, the source training split it trained on)."""
+    from experiments import run_lsbg
     from training import trainer
-    from training.experiments import run_lsbg
 
     out = tmp_path_factory.mktemp("lsbg_report")
     fits: list = []
@@ -95,7 +95,7 @@ def test_cnn_scores_match_independent_predictions(run, data, onnx_p_lsbg):
 
 @pytest.mark.parametrize("p", [0.0, 0.01, 0.1, 0.33, 0.5, 1.0])
 def test_flip_labels_flips_exactly_round_pn(data, p):
-    from training.experiments.lsbg import flip_labels
+    from experiments.lsbg import flip_labels
 
     train = data.source.splits["train"]
     y0 = train.y.copy()
@@ -160,8 +160,8 @@ def test_gradcam_cells_hold_their_cell(run, data, onnx_p_lsbg):
 
 
 def test_cli_help_and_refused_cnn(bundles, tmp_path, capsys):
-    from training.experiments.lsbg import choose_cnn
-    from training.store import list_models
+    from core.store import list_models
+    from experiments.lsbg import choose_cnn
 
     with pytest.raises(SystemExit) as exc:
         main(["experiment", "lsbg", "--help"])
@@ -178,8 +178,8 @@ def test_cli_help_and_refused_cnn(bundles, tmp_path, capsys):
 
 
 def test_trained_by_compares_the_fields_that_change_the_weights(run):
-    from training.bundle import read_bundle
-    from training.experiments.lsbg import trained_by
+    from core.bundle import read_bundle
+    from experiments.lsbg import trained_by
     from training.recipes import load_recipe
 
     numbers, _, _ = run

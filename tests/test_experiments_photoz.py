@@ -13,7 +13,7 @@ FRACTIONS = (0.0, 0.1)
 
 @pytest.fixture(scope="module")
 def report(tiny_data, tmp_path_factory):
-    from training.experiments.photoz import run_photoz
+    from experiments.photoz import run_photoz
 
     out = tmp_path_factory.mktemp("photoz_report")
     numbers = run_photoz(
@@ -30,7 +30,7 @@ def setup(report, tiny_data):
     model name → (x [N, C, H, W] → z_phot [N]) from each bundle's own weights."""
     import torch
 
-    from training.bundle import read_bundle
+    from core.bundle import read_bundle
     from training.data import load_task
     from training.metrics import pdf_mean
     from training.verify import torch_model
@@ -78,14 +78,14 @@ def test_report_files(report):
         assert heading in md
     assert set(numbers["figures"]) >= {"zphot_regular_clean", "zphot_regular_fgsm", "eta_vs_fa"}
     # the bold "not learned" warning follows the measured clean η, whichever side it falls
-    from training.experiments.photoz_report import UNTRAINED_ETA
+    from experiments.photoz_report import UNTRAINED_ETA
 
     untrained = numbers["table1"]["clean"]["eta"] > UNTRAINED_ETA
     assert ("has not learned photo-z" in md) == untrained
 
 
 def test_untrained_warning_only_above_the_threshold():
-    from training.experiments.photoz_report import UNTRAINED_ETA, _untrained_warning
+    from experiments.photoz_report import UNTRAINED_ETA, _untrained_warning
 
     def numbers(eta):
         return {"table1": {"clean": {"bias": 0.0, "sigma_mad": 0.047, "eta": eta}}}
@@ -162,7 +162,7 @@ def test_adversarial_models_trained_as_asked(report):
 
 
 def test_cli_options_and_bad_input(capsys, tmp_path):
-    from training.experiments.photoz import add_arguments, main
+    from experiments.photoz import add_arguments, main
 
     p = argparse.ArgumentParser()
     add_arguments(p)

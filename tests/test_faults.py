@@ -204,7 +204,7 @@ def test_clients_that_hang_up_mid_upload(faulty):
 def test_corrupted_bundle_refuses_start(bundles, tmp_path):
     """A bundle whose model file was damaged on disk: ``bentoml serve`` does not become ready,
     and its log names the file and why."""
-    from training.store import bundle_path
+    from core.store import bundle_path
 
     bad = tmp_path / "bundle"
     shutil.copytree(bundle_path("lsbg"), bad)

@@ -158,8 +158,8 @@ def test_single_band_image_without_filter():
 
 def test_writer_contract(tmp_path):
     """What training/cutouts.py writes, in every layout and compression, reads back."""
+    from core.datasets import DatasetWriter, make_splits
     from training.cutouts import write_cutouts
-    from training.datasets import DatasetWriter, make_splits
     from training.simulate.domains import Domain
 
     bands, size, n = ("u", "g", "r"), 16, 2

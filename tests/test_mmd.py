@@ -4,7 +4,7 @@ two bandwidth rules behave as documented."""
 import pytest
 import torch
 
-from training.mmd import FIXED_SIGMAS, kernel_matrix, mmd2, mmd2_from_kernel, squared_distances
+from core.mmd import FIXED_SIGMAS, kernel_matrix, mmd2, mmd2_from_kernel, squared_distances
 
 BANDWIDTHS = ["multi", "median", [0.5, 2.0]]
 
@@ -71,3 +71,22 @@ def test_gradient_reaches_the_latents():
 def test_bad_input_is_refused_with_a_message(args, match):
     with pytest.raises(ValueError, match=match):
         mmd2(*args)
+
+
+def test_numpy_distances_and_width_agree_with_torch():
+    """core.distances (numpy, for the processes without torch) gives core.mmd's numbers."""
+    import numpy as np
+
+    from core import distances
+    from core.mmd import median_sigma, squared_distances
+
+    x, y = _sample(300, 16, seed=3), _sample(40, 16, seed=4, shift=0.5)
+    np.testing.assert_allclose(
+        distances.squared_distances(x.numpy(), y.numpy()), squared_distances(x, y).numpy(),
+        rtol=1e-10, atol=1e-10,
+    )  # fmt: skip
+    assert distances.median_sigma(x.numpy()) == pytest.approx(
+        float(median_sigma(squared_distances(x, x))), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="identical"):
+        distances.median_sigma(np.ones((5, 3)))

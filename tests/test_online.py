@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.mmd import mmd2_from_kernel
 from monitors.online import OnlineMMDDrift
-from training.mmd import mmd2_from_kernel
 
 
 @pytest.fixture
@@ -17,9 +17,9 @@ def _run_length(det: OnlineMMDDrift, draw, limit: int) -> int:
     """Tested latents until the first alarm (limit if none)."""
     det.reset()
     for _ in range(det.window - 1):
-        det.score(draw())
+        det.update(draw())
     for t in range(limit):
-        if det.score(draw()).is_drift:
+        if det.update(draw()).is_drift:
             return t + 1
     return limit
 
@@ -29,7 +29,7 @@ def test_incremental_statistic_equals_direct_mmd2(rng):
     det = OnlineMMDDrift(rng.normal(size=(200, 3)), window=10, ert=30, n_bootstraps=100)
     stream = rng.normal(size=(35, 3)) + 0.3
     for i, x in enumerate(stream):
-        s = det.score(x)
+        s = det.update(x)
         if i < 9:
             assert s.step == -1 and np.isnan(s.statistic)
             continue
@@ -37,6 +37,8 @@ def test_incremental_statistic_equals_direct_mmd2(rng):
         z = torch.cat([win, det.r])
         k = det._k(z, z)
         assert s.statistic == pytest.approx(float(mmd2_from_kernel(k, 10)), rel=1e-9, abs=1e-12)
+        # reading the statistic does not add to the stream: score() twice is the same answer
+        assert det.score() == det.score() == s and det._seen == i + 1
 
 
 def test_false_alarms_come_once_per_expected_run_time(rng):
@@ -63,6 +65,6 @@ def test_bad_configuration_and_input_are_refused(rng):
         OnlineMMDDrift(x, window=40, ert=400)
     det = OnlineMMDDrift(x, window=5, ert=20, n_bootstraps=50)
     with pytest.raises(ValueError, match="finite"):
-        det.score(np.array([0.0, np.nan, 1.0]))
+        det.update(np.array([0.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match=r"\[3\]"):
-        det.score(np.zeros(4))
+        det.update(np.zeros(4))

@@ -49,3 +49,37 @@ def test_bento_requirements_are_the_runtime_closure_of_the_lock():
     names = {line.split("==")[0].lower() for line in committed.splitlines() if "==" in line}
     assert {"torch", "onnxruntime", "bentoml", "galsim", "prometheus-client"} <= names
     assert not names & {"pytest", "ruff", "pyspark", "grafana-foundation-sdk", "pandas"}
+
+
+def _served_packages() -> set[str]:
+    """The top-level skyguard packages that service/service.py reaches through its imports."""
+    from tests.test_layout import LAYERS, _imports
+
+    seen, todo = set(), [ROOT / "service" / "service.py"]
+    packages = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        packages.add(path.relative_to(ROOT).parts[0])
+        for module, _ in _imports(path):
+            packages.add(module.split(".")[0])
+            base = ROOT / module.replace(".", "/")
+            for cand in (base.with_suffix(".py"), base / "__init__.py"):
+                if cand.is_file():
+                    todo.append(cand)
+        # a package's modules import their siblings relatively
+        todo += [p for p in path.parent.glob("*.py") if path.parent.name in LAYERS]
+    return packages
+
+
+def test_container_and_bento_carry_every_package_the_service_imports():
+    packages = _served_packages()
+    assert {"core", "monitors", "service", "training"} <= packages
+    assert not packages & {"cli", "scoring", "experiments"}
+    copied = re.findall(r"^COPY (\w+) \1$", (ROOT / "Dockerfile").read_text(), re.M)
+    include = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["include"]
+    for pkg in packages:
+        assert pkg in copied, f"the Dockerfile does not COPY {pkg}/, which the service imports"
+        assert any(p.startswith(f"{pkg}/") for p in include), f"bentofile.yaml lacks {pkg}/"

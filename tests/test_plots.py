@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from training.datasets import DatasetWriter, make_splits, open_dataset
+from core.datasets import DatasetWriter, make_splits, open_dataset
 from training.plots import plot_examples, plot_gm20
 from training.plots.examples import DPI, PANEL_IN
 from training.simulate import simulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.preprocess import Preprocessing, morphology_stretch, plane_percentiles, rgb_composite
+from core.preprocess import Preprocessing, morphology_stretch, plane_percentiles, rgb_composite
 
 
 def _images(n: int = 4, b: int = 3, size: int = 50, seed: int = 0) -> np.ndarray:
@@ -138,7 +138,7 @@ def test_rgb_composite():
 def test_flux_scale_to_nanomaggies():
     """A source of AB magnitude m carries 10^(−0.4 (m − 22.5)) nanomaggies whatever the exposure:
     deep and shallow cutouts of one galaxy agree once converted."""
-    from training.preprocess import FluxScale, preprocessing_from_dict
+    from core.preprocess import FluxScale, preprocessing_from_dict
 
     m = 20.0
     zp_deep, zp_shallow = np.array([31.0, 32.0]), np.array([28.5, 29.5])  # 10× shorter exposure

@@ -24,7 +24,7 @@ from astropy.io import fits
 
 from scoring import ScoreJob, score
 from scoring.catalogue import Tally
-from scoring.drift import DriftSums, FourierDrift, _median_sigma
+from scoring.drift import DriftSums, FourierDrift
 
 TASKS = ("lsbg", "photoz")
 
@@ -32,8 +32,8 @@ TASKS = ("lsbg", "photoz")
 @pytest.fixture(scope="module")
 def stored_bundles(tiny_data, tmp_path_factory):
     """A quick bundle per task in the session's store (those of another test module if there)."""
+    from core.store import list_models
     from training.runs import train
-    from training.store import list_models
 
     out = tmp_path_factory.mktemp("scoring_runs")
     for task in TASKS:
@@ -215,8 +215,8 @@ def test_spark_task_sessions_take_the_task_cpus_and_do_not_spin(stored_bundles, 
     not spinning; the local engine's one session keeps ONNX Runtime's defaults."""
     import pyspark
 
+    from core.store import load
     from scoring import scorer
-    from training.store import load
 
     path = str(load("skyguard-lsbg:latest").path)
 
@@ -281,7 +281,7 @@ def test_hdf5_on_spark_gives_the_rows_of_its_fits_cutouts(spark, stored_bundles,
 
 def test_cli(stored_bundles, lsbg_cutouts, tmp_path, capsys):
     """``skyguard score``: the local engine from the command line, its report and its refusals."""
-    from training.cli import main
+    from cli.main import main
 
     root, _ = lsbg_cutouts
     out = tmp_path / "cat"
@@ -357,12 +357,6 @@ def test_drift_false_alarms_near_alpha():
 
 
 def test_drift_checks_its_input():
-    import torch
-
-    from training.mmd import median_sigma, squared_distances
-
-    z = torch.from_numpy(REF.astype(np.float64))
-    assert _median_sigma(REF) == pytest.approx(float(median_sigma(squared_distances(z, z))))
     with pytest.raises(ValueError, match="too few to estimate the covariance of 10 features"):
         FourierDrift(REF[:10], n_frequencies=5)
     with pytest.raises(ValueError, match="NaNs or infs"):

@@ -172,8 +172,8 @@ def test_bad_bundle_stops_start(bundles, tmp_path):
     """A bundle that fails its checks stops start-up with a message naming it."""
     import shutil
 
+    from core.store import bundle_path
     from service.runtime import TaskSpec
-    from training.store import bundle_path
 
     bad = tmp_path / "bad"
     shutil.copytree(bundle_path("lsbg"), bad)
@@ -389,10 +389,10 @@ def test_built_bento_serves(bundles, tmp_path):
 
 def test_bootstrap_uses_stored_models_and_writes_examples(bundles, tmp_path, capsys):
     """``make serve``'s first step: stored bundles are used as they are; examples decode."""
-    from service.bootstrap import ensure_models, write_examples
+    from cli.bootstrap import ensure_models, write_examples
+    from core.store import list_models
     from service.fits_input import read_fits
     from service.runtime import TaskSpec
-    from training.store import list_models
 
     tags = ensure_models(tuple(BANDS), bundles, tmp_path / "runs")
     assert tags == {t: list_models(t)[0]["tag"] for t in BANDS}

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.preprocess import Preprocessing
 from training.data import DomainData, Split, TaskData, load_task
 from training.models import SkyNet
-from training.preprocess import Preprocessing
 from training.recipes import Recipe, load_recipe
 from training.trainer import CHECKPOINT, CURVE, HISTORY, fit, predict
 
@@ -105,7 +105,7 @@ class _SmallNet(SkyNet):
 
 
 def test_mmd_term_aligns_latents(tmp_path):
-    from training.mmd import mmd2
+    from core.mmd import mmd2
 
     data = _shifted_task(0.3)
     base = dict(task="lsbg", architecture="deepshadows", optimizer="adam", lr=1e-3, epochs=6,

@@ -66,7 +66,8 @@ def compare(
     """
     import warnings
 
-    from .datasets import dataset_paths, open_dataset
+    from core.datasets import dataset_paths, open_dataset
+
     from .features import measure_all
     from .metrics import bootstrap_intervals
 

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 from astropy.io import fits
 
-from .datasets import Dataset, open_dataset
+from core.datasets import Dataset, open_dataset
 
 Layout = Literal["cube", "bands"]
 Compression = Literal[None, "RICE_1", "GZIP_1", "GZIP_2"]

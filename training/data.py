@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import SPLITS, Dataset, dataset_paths, open_dataset
+from core.datasets import SPLITS, Dataset, dataset_paths, open_dataset
+from core.preprocess import FluxScale, Preprocessing
+
 from .losses import z_bin_edges
-from .preprocess import FluxScale, Preprocessing
 
 #: Photo-z input unit [nanomaggies] (``preprocess.FluxScale``): attack budgets are in this unit.
 PHOTOZ_UNIT_NMGY = 0.01

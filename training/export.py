@@ -1,9 +1,9 @@
-"""Export a trained network as a model bundle (``training.bundle``) and evaluate it.
+"""Export a trained network as a model bundle (``core.bundle``) and evaluate it.
 
 ``write_bundle`` does, in order: score the model on the held-out test split of the source *and*
 target domains (``evaluate``); export ONNX (opset 18, dynamic batch axis, outputs ``probs`` or
 ``pdf`` and ``latent``); check ONNX Runtime against torch on held-out inputs (within
-``bundle.PARITY_TOLERANCE``, else :class:`~training.bundle.BundleError`); write the reference
+``bundle.PARITY_TOLERANCE``, else :class:`~core.bundle.BundleError`); write the reference
 latents (validation split of the served domain — the source, or the target for ``finetune`` —
 held out from the weights and disjoint from the test split that serves as traffic in tests), the
 canary set (correctly answered test cutouts of the served domain, raw, balanced over classes), ``weights.pt``, and ``bundle.json`` with every file's sha256.
@@ -22,8 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import __version__
-from .bundle import (
+from core.bundle import (
     BUNDLE_JSON,
     FILES,
     PARITY_TOLERANCE,
@@ -35,8 +34,10 @@ from .bundle import (
     run_onnx,
     sha256,
 )
+from core.datasets import open_dataset
+
+from . import __version__
 from .data import DomainData, TaskData
-from .datasets import open_dataset
 from .metrics import (
     binary_scores,
     bootstrap_intervals,
@@ -291,7 +292,7 @@ def write_bundle(
             "files": {f: sha256(tmp / f) for f in FILES},
         }
         (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
-        from .bundle import check_parity
+        from core.bundle import check_parity
 
         check_parity(read_bundle(tmp))  # the new bundle is checked before it replaces anything
         tmp.chmod(0o755)

@@ -1,5 +1,5 @@
 """Training losses of the seeds: weighted cross-entropy (002 eq. 1) and the photo-z cross-entropy
-against the one-hot redshift bin (003 §2). MMD (002 eq. 2) lives in ``training.mmd``.
+against the one-hot redshift bin (003 §2). MMD (002 eq. 2) lives in ``core.mmd``.
 """
 
 from __future__ import annotations

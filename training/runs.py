@@ -49,7 +49,7 @@ def ensure_datasets(root: Path, task: str, n: int, seed: int = 0, progress: bool
 
 def load_weights(model: torch.nn.Module, source: str) -> torch.nn.Module:
     """Load a bundle's ``weights.pt`` (bundle directory or store tag) into ``model``."""
-    from .store import load
+    from core.store import load
 
     bundle = load(source)
     state = torch.load(bundle.path / "weights.pt", map_location="cpu", weights_only=True)
@@ -129,7 +129,7 @@ def _bundle_and_store(model, recipe: Recipe, data, run_dir: Path, training: dict
     bundle = write_bundle(model, recipe, data, run_dir / "bundle", training)
     tag = None
     if store:
-        from .store import save_bundle
+        from core.store import save_bundle
 
         tag = save_bundle(bundle)
     metrics = json.loads((bundle / "bundle.json").read_text())["metrics"]

@@ -35,11 +35,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from core.mmd import mmd2
+
 from . import models
 from .attacks import fgsm, pgd
 from .data import Split, TaskData
 from .losses import class_weights, per_sample_cross_entropy, z_to_bin
-from .mmd import mmd2
 from .recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.bundle import PARITY_TOLERANCE, Bundle, BundleError, max_parity_error
+
 from . import models
-from .bundle import PARITY_TOLERANCE, Bundle, BundleError, max_parity_error
 
 
 def torch_model(bundle: Bundle) -> torch.nn.Module:

@@ -16,8 +16,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
+from core.preprocess import Preprocessing, rgb_composite
+
 from ..metrics import binary_scores, bootstrap_intervals, photoz_scores
-from ..preprocess import Preprocessing, rgb_composite
 from .examples import DPI, PANEL_IN, save_figure
 
 #: 004 Fig. 4a's line styles, in order: DeepShadows (orange, solid), SVM (blue, dashed), RF (red,

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..datasets import Dataset, open_dataset
+from core.datasets import Dataset, open_dataset
+from core.preprocess import rgb_composite
+
 from ..gm20 import MORPHOLOGY_CLASSES
-from ..preprocess import rgb_composite
 
 PANEL_IN = 2.4  # panel side [inch]
 DPI = 100

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import dataset_paths, open_dataset
-from ..preprocess import morphology_stretch
+from core.datasets import dataset_paths, open_dataset
+from core.preprocess import morphology_stretch
 
 
 def quick_cnn_accuracy(

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from core.datasets import SPLIT_FRACTIONS, DatasetWriter, make_splits
+
 from .. import __version__
-from ..datasets import SPLIT_FRACTIONS, DatasetWriter, make_splits
 from .base import Simulator, noise_rng, truth_rng
 from .observe import expose, resample
 

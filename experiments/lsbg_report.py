@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import report as rp
+from experiments import report as rp
 
 METRICS = ("accuracy", "completeness", "purity", "f1", "auc")
 HEADERS = ("accuracy", "completeness (recall)", "purity (precision)", "F1", "ROC AUC")
@@ -84,7 +84,7 @@ def _intervals(ours: dict, seed: dict) -> list[list[str]]:
 
 
 def markdown(r: dict) -> str:
-    """report.md from the numbers of :func:`~training.experiments.lsbg.run_lsbg`."""
+    """report.md from the numbers of :func:`~experiments.lsbg.run_lsbg`."""
     s, env, data, cnn, seed = r["settings"], r["environment"], r["data"], r["cnn"], r["seed_004"]
     src, tgt = (d.upper() for d in data["domains"])
     t = r["transfer"]
@@ -99,7 +99,7 @@ def markdown(r: dict) -> str:
         "",
         "## Scale",
         "",
-        f"* command: `{r['command'] or 'training.experiments.lsbg.run_lsbg(...)'}`",
+        f"* command: `{r['command'] or 'experiments.lsbg.run_lsbg(...)'}`",
         f"* data: `{data['root']}` ({data['dataset']['survey']}, seed {data['dataset']['seed']}, "
         f"{data['dataset']['n']} objects a domain); {src} train N = {data['n_train']}, test "
         f"N = {data['n_test']} (artifacts {data['class_counts_test'][0]}, LSBGs "

@@ -12,16 +12,32 @@ import shlex
 import sys
 from pathlib import Path
 
-from .recipes import RECIPES  # yaml only: --help stays instant
+from training.recipes import RECIPES  # yaml only: --help stays instant
 
 TASKS = ("morphology", "photoz", "lsbg")
-#: ``skyguard experiment NAME``: the seeds' experiments (training.experiments)
+#: ``skyguard experiment NAME``: the seeds' experiments (experiments)
 EXPERIMENTS = ("morphology", "photoz", "lsbg")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from cli.bootstrap import main as bootstrap
+
+    os.environ.setdefault("BENTOML_HOME", str(Path("models/bentoml").resolve()))
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    argv = ["--data", args.data, "--runs", args.runs, "--examples", args.examples]
+    if code := bootstrap(argv):
+        return code
+    cmd = [sys.executable, "-m", "bentoml", "serve", "service.service:Skyguard",
+           "--host", args.host, "--port", str(args.port)]  # fmt: skip
+    print("+", shlex.join(cmd), flush=True)
+    os.execv(sys.executable, cmd)  # the server replaces this process: signals reach it directly
+
+
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulate import simulator
-    from .simulate.runner import generate
+    from training.simulate import simulator
+    from training.simulate.runner import generate
 
     options = {"zmax": args.zmax} if args.task == "photoz" and args.zmax is not None else {}
     result = generate(
@@ -48,7 +64,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _cutouts(args: argparse.Namespace) -> int:
-    from .cutouts import write_cutouts
+    from training.cutouts import write_cutouts
 
     compression = {"none": None, "rice": "RICE_1", "gzip": "GZIP_2"}[args.compress]
     paths = write_cutouts(
@@ -64,8 +80,8 @@ def _cutouts(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .datasets import dataset_paths
-    from .plots.examples import plot_examples, plot_gm20
+    from core.datasets import dataset_paths
+    from training.plots.examples import plot_examples, plot_gm20
 
     root, out = Path(args.data), Path(args.out or args.data)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +103,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _hardness(args: argparse.Namespace) -> int:
-    from .simulate.hardness import write
+    from training.simulate.hardness import write
 
     figures = write(args.data, args.tasks or list(TASKS), Path(args.data) / "hardness.json")
     print(json.dumps(figures, indent=2))
@@ -112,7 +128,7 @@ def _demo(args: argparse.Namespace) -> int:
         if rc:
             return rc
     _plot(argparse.Namespace(data=out, out=out / "plots", tasks=None, what="examples"))
-    from .cutouts import write_cutouts
+    from training.cutouts import write_cutouts
 
     for task, domain in (("morphology", "y10"), ("photoz", "deep"), ("lsbg", "des")):
         paths = write_cutouts(out / task / f"{domain}.h5", out / "cutouts", n=3, split="test")
@@ -128,7 +144,7 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .runs import train
+    from training.runs import train
 
     overrides = {
         "architecture": args.arch,
@@ -161,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .runs import export_checkpoint
+    from training.runs import export_checkpoint
 
     res = export_checkpoint(args.run_dir, args.data, store=not args.no_store)
     print(f"bundle {res.bundle}" + (f", stored as {res.tag}" if res.tag else ""))
@@ -170,8 +186,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .bundle import BundleError, check_parity
-    from .store import list_models, load
+    from core.bundle import BundleError, check_parity
+    from core.store import list_models, load
 
     if args.action == "list":
         rows = list_models(args.target)
@@ -198,7 +214,7 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{bundle.path}: schema, sha256 of {len(bundle.info['files'])} files and "
               f"ONNX parity OK ({', '.join(f'{k} {v:.1e}' for k, v in err.items())})")  # fmt: skip
         if args.torch:
-            from .verify import torch_parity
+            from training.verify import torch_parity
 
             err = torch_parity(bundle)
             print(f"torch weights.pt vs stored torch outputs: {err}")
@@ -209,7 +225,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from .baselines import compare
+    from training.baselines import compare
 
     result = compare(args.data, n_max=args.n_max, seed=args.seed)
     for domain, rows in result.items():
@@ -227,8 +243,8 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _experiment_morphology(args: argparse.Namespace) -> int:
-    from .bundle import BundleError
-    from .experiments import morphology
+    from core.bundle import BundleError
+    from experiments import morphology
 
     models = {}
     for item in args.bundle:
@@ -277,8 +293,8 @@ def _experiment_morphology(args: argparse.Namespace) -> int:
 
 
 def _experiment_lsbg(args: argparse.Namespace) -> int:
-    from .bundle import BundleError
-    from .experiments import lsbg
+    from core.bundle import BundleError
+    from experiments import lsbg
 
     out = args.out or "out/reports/lsbg"
     noise = tuple(args.noise)
@@ -465,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--torch", action="store_true", help="verify: also re-run the torch weights")
     m.set_defaults(func=_models)
 
+    sv = sub.add_parser(
+        "serve",
+        help="what 'make serve' does: default bundles if the store has none, then the service",
+        description="Train the quick default bundle of every task the store lacks (with "
+        "progress), write the example FITS cutouts, then run 'bentoml serve "
+        "service.service:Skyguard'. The store is $BENTOML_HOME (the Makefile's, models/bentoml, "
+        "when unset).",
+    )
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=3000)
+    sv.add_argument("--data", default="data/train", help="dataset root for first-start training")
+    sv.add_argument("--runs", default="out/runs")
+    sv.add_argument("--examples", default="data/examples")
+    sv.set_defaults(func=_serve)
+
     ex = sub.add_parser(
         "experiment",
         help="re-run a seed's experiment and write its report (Markdown, PNG, JSON)",
@@ -507,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--seed", type=int, default=0)
     mo.set_defaults(func=_experiment_morphology)
 
-    from .experiments import photoz  # numpy and the option list only; torch on first use
+    from experiments import photoz  # numpy and the option list only; torch on first use
 
     ph = exs.add_parser(
         "photoz",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import report as rp
+from experiments import report as rp
 
 #: 003's (bias × 1e-4, σ_MAD × 1e-3, η %) per attack; None where our copy does not give it.
 #: 003 omits the attacked biases in Table 1 ("not relevant"); Table 2 quotes f_a = 0's FGSM one.
@@ -60,7 +60,7 @@ def plot_eta_vs_fraction(table2: dict, table3: dict, path: Path) -> Path:
     against each model (003 Table 2), with the PGD-trained model (Table 3) as separate markers."""
     from matplotlib.figure import Figure
 
-    from ..plots.examples import DPI, save_figure
+    from training.plots.examples import DPI, save_figure
 
     fa = sorted(table2, key=float)
     x = [100 * float(f) for f in fa]
@@ -110,7 +110,7 @@ def _cost_ratio(models: dict) -> str:
 
 
 def markdown(r: dict) -> str:
-    """report.md from the numbers of :func:`~training.experiments.photoz.run_photoz`."""
+    """report.md from the numbers of :func:`~experiments.photoz.run_photoz`."""
     s, env, data, seed = r["settings"], r["environment"], r["data"], SEED_003
     at, figs, models = s["attacks"], r["figures"], r["models"]
     reg = models["regular"]
@@ -128,7 +128,7 @@ def markdown(r: dict) -> str:
         *_untrained_warning(r),
         "## Scale",
         "",
-        f"* command: `{r['command'] or 'training.experiments.photoz.run_photoz(...)'}`",
+        f"* command: `{r['command'] or 'experiments.photoz.run_photoz(...)'}`",
         f"* data: `{data['root']}` ({data['dataset']['survey']}, seed "
         f"{data['dataset']['seed']}, {data['dataset']['n']} objects a domain); scored and "
         f"attacked: the first N = {data['n_test']} objects of the {data['domain']} test split, "

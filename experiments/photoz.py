@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import report as rp
+from experiments import report as rp
 
 TASK = "photoz"
 ARCHITECTURES = ("simple_cnn", "inception")
@@ -88,8 +88,8 @@ def read_test(data_root: str | Path, n_test: int | None = None):
     """The photo-z source-domain (deep) test split, preprocessed as the bundles record: a
     ``data.Split`` (x [N, C, H, W] in 0.01 nmgy, y = z_spec [N], ebv [N, 1]) and the domain name.
     ``n_test`` keeps the first N objects; only the test split is read."""
-    from ..data import Split, preprocessing_for
-    from ..datasets import dataset_paths, open_dataset
+    from core.datasets import dataset_paths, open_dataset
+    from training.data import Split, preprocessing_for
 
     paths = {p.stem: p for p in dataset_paths(data_root, TASK)}
     if not paths:
@@ -119,8 +119,8 @@ def make_adversarial(
     E(B−V) passed through unperturbed; BATCH images a call. Returns x_adv [N, C, H, W] float32."""
     import torch
 
-    from ..attacks import fgsm, pgd
-    from ..losses import per_sample_cross_entropy, z_to_bin
+    from training.attacks import fgsm, pgd
+    from training.losses import per_sample_cross_entropy, z_to_bin
 
     dev = next(net.parameters()).device
     net.eval()
@@ -143,9 +143,9 @@ def make_adversarial(
 def score(net, split, edges: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """z_phot [N] (p(z) mean) of ``net`` on split.x, or on ``x`` in its place (same objects),
     and 003's scores of it against split.y."""
-    from ..data import Split
-    from ..metrics import pdf_mean, photoz_scores
-    from ..trainer import predict
+    from training.data import Split
+    from training.metrics import pdf_mean, photoz_scores
+    from training.trainer import predict
 
     s = split if x is None else Split(x, split.y, split.ebv, split.index)
     probs, _ = predict(net, s, batch_size=BATCH)
@@ -183,8 +183,8 @@ def model_plan(fractions: tuple[float, ...], pgd_fraction: float, seed: int) -> 
 
 
 def _train_all(plan, data_root, runs_root: Path, n_max, epochs, eps, progress) -> dict:
-    from ..runs import train
-    from ..trainer import CHECKPOINT
+    from training.runs import train
+    from training.trainer import CHECKPOINT
 
     runs = {}
     for name, kw in tqdm(plan.items(), desc="train", disable=not progress):
@@ -253,11 +253,11 @@ def run_photoz(
     command : the command line, for the report.
     """
 
-    from ..losses import z_bin_edges
-    from ..plots.diagnostics import plot_photoz
-    from ..trainer import default_device
-    from ..verify import torch_model
-    from .photoz_report import SEED_003, markdown, plot_eta_vs_fraction
+    from experiments.photoz_report import SEED_003, markdown, plot_eta_vs_fraction
+    from training.losses import z_bin_edges
+    from training.plots.diagnostics import plot_photoz
+    from training.trainer import default_device
+    from training.verify import torch_model
 
     watch = rp.Stopwatch()
     fractions = tuple(sorted(set(float(f) for f in fractions) | {0.0}))
@@ -276,7 +276,7 @@ def run_photoz(
             f"need eps > 0, epochs >= 1, n_max >= 20 or None, n_test >= 2 or None; got {eps}, "
             f"{epochs}, {n_max}, {n_test}"
         )
-    from ..runs import DEFAULT_N, ensure_datasets
+    from training.runs import DEFAULT_N, ensure_datasets
 
     # like the other experiments: a clean clone simulates the paired datasets first
     ensure_datasets(Path(data_root), TASK, DEFAULT_N, progress=progress)
@@ -393,7 +393,7 @@ def run_photoz(
 
 
 def _bundle(run):
-    from ..bundle import read_bundle
+    from core.bundle import read_bundle
 
     return read_bundle(run.bundle)
 

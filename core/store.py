@@ -4,7 +4,7 @@ A bundle is stored as the BentoML model ``skyguard-<task>``, one version per tra
 ``finetune`` bundle, which serves the *target* domain, as ``skyguard-<task>-finetune``, so that it
 never becomes the task's default by being the newest), with
 labels (task, architecture, recipe) and ``bundle.json``'s headline facts as metadata; the model's
-directory holds the bundle files unchanged, so ``training.bundle.read_bundle(model.path)`` checks
+directory holds the bundle files unchanged, so ``core.bundle.read_bundle(model.path)`` checks
 it like any other bundle. The store lives where BentoML puts it (``$BENTOML_HOME``, by default
 ``~/bentoml``; the Makefile points it at the git-ignored ``models/bentoml``).
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .bundle import Bundle, read_bundle
+from core.bundle import Bundle, read_bundle
 
 
 def model_name(task: str) -> str:

@@ -35,9 +35,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..attacks.onepixel import OnePixelResult, StopRule, one_pixel, torch_predictor
-from . import report as rp
-from .morphology_inputs import (
+from experiments import report as rp
+from experiments.morphology_inputs import (
     ARCHITECTURES,
     RECIPES,
     TASK,
@@ -48,6 +47,7 @@ from .morphology_inputs import (
     read_test_splits,
     trained_on,
 )
+from training.attacks.onepixel import OnePixelResult, StopRule, one_pixel, torch_predictor
 
 #: Defaults sized for 30 minutes on a 2-core CPU (see the module docstring).
 POPULATION = 100
@@ -127,9 +127,9 @@ def _pick_windows(both: np.ndarray, labels: np.ndarray, n: int) -> list[int]:
 def _classify(nets: dict, data: PairedTest, dev, out_dir: Path, progress: bool):
     """Predictions {name: {role: (probs [N, K], latents [N, D])}} on both test splits, their
     scores (002 Tables 2, 4) and confusion-matrix PNGs."""
-    from ..metrics import classification_scores
-    from ..plots.diagnostics import plot_confusion
-    from ..trainer import predict
+    from training.metrics import classification_scores
+    from training.plots.diagnostics import plot_confusion
+    from training.trainer import predict
 
     preds, scores, figures = {}, {}, {}
     roles = {"source": data.source, "target": data.target}
@@ -187,8 +187,13 @@ def _pair_distances(
     """d_E summaries, JS distances and histogram PNGs of the regular/mmd pair of ``arch`` over
     the attacked images [M] flipped under both (002 §4.1, Tables 3 and 5, Fig. 6); returns
     (numbers, figures, indices of those images into the attacked ones)."""
-    from ..plots.robustness import plot_distance_histograms
-    from ..robustness import distance_summary, flipped_under_both, js_distance, latent_distances
+    from training.plots.robustness import plot_distance_histograms
+    from training.robustness import (
+        distance_summary,
+        flipped_under_both,
+        js_distance,
+        latent_distances,
+    )
 
     names = {r: model_name(arch, r) for r in RECIPES}
     both = flipped_under_both(results[names["regular"]], results[names["mmd"]])
@@ -235,8 +240,8 @@ def _church_windows(
 ):
     """Church windows (002 §4.2, Fig. 5) of the attacked images ``picks`` under the regular
     (top row) and the mmd (bottom row) model of ``arch``: their classes and the PNG."""
-    from ..plots.robustness import plot_church_windows
-    from ..robustness import church_window
+    from training.plots.robustness import plot_church_windows
+    from training.robustness import church_window
 
     info: dict = {"one_pixel_class": {}, "noisy_class": {}}
     wins, titles = [], []
@@ -276,8 +281,8 @@ def _isomap(
     one-pixel, noisy) marked when given; the PNG's name."""
     import torch
 
-    from ..plots.robustness import plot_isomap
-    from ..robustness import isomap_embedding, latents
+    from training.plots.robustness import plot_isomap
+    from training.robustness import isomap_embedding, latents
 
     (p_s, z_s), (p_t, z_t) = preds["source"], preds["target"]
     extra, marks, mark_classes = None, None, None
@@ -343,10 +348,10 @@ def run_morphology(
     """
     import torch
 
-    from ..runs import DEFAULT_N, ensure_datasets
-    from ..trainer import default_device
-    from ..verify import torch_model
-    from .morphology_report import SEED_002, markdown
+    from experiments.morphology_report import SEED_002, markdown
+    from training.runs import DEFAULT_N, ensure_datasets
+    from training.trainer import default_device
+    from training.verify import torch_model
 
     watch = rp.Stopwatch()
     architectures = tuple(dict.fromkeys(architectures))

@@ -2,7 +2,7 @@
 the BentoML store (training the ``quick`` recipe, with progress, when the store has none) and
 write a few example FITS cutouts for the README's curl lines.
 
-Run:  python -m service.bootstrap [--data data/train] [--examples data/examples]
+Run:  python -m cli.bootstrap [--data data/train] [--examples data/examples]
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .config import TASKS, from_env
+from service.config import TASKS, from_env
 
 #: The example cutouts: (task, source domain, layout, compression).
 EXAMPLES = (
@@ -24,8 +24,8 @@ EXAMPLES = (
 
 def ensure_models(tasks: tuple[str, ...], data_root: Path, out_root: Path) -> dict[str, str]:
     """{task: tag} of the newest stored bundle of each task, training quick ones where missing."""
+    from core.store import list_models
     from training.runs import train
-    from training.store import list_models
 
     tags = {}
     for task in tasks:

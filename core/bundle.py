@@ -12,7 +12,7 @@ file                        content
 ``canaries.npz``            raw cutouts ``images`` [M, C, H, W] (electrons), ``labels`` [M]
                             (or ``z``), ``ebv`` and ``magzp`` [M, B] for photo-z, ``index``
 ``parity.npz``              held-out preprocessed inputs and the torch outputs for them:
-                            re-checked against ONNX Runtime whenever the bundle is loaded
+                            re-checked on the ONNX Runtime session that serves the model
 ==========================  ===========================================================
 
 This module reads and checks bundles with numpy alone (ONNX Runtime is imported only by
@@ -29,10 +29,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .preprocess import FluxScale, Preprocessing, preprocessing_from_dict
+from core.preprocess import FluxScale, Preprocessing, preprocessing_from_dict
+
+if TYPE_CHECKING:  # ONNX Runtime is imported where a session is made, not by reading a bundle
+    from onnxruntime import InferenceSession
 
 SCHEMA_VERSION = 1
 BUNDLE_JSON = "bundle.json"
@@ -196,7 +200,7 @@ def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> 
 
 def onnx_session(
     path: str | Path, providers: list[str] | None = None, threads: int = 0, spin: bool = True
-):
+) -> InferenceSession:
     """An ONNX Runtime session on the first available of ``providers`` (default: CUDA, then
     CPU); ``threads`` > 0 caps its CPU threads (e.g. for background canaries).
 
@@ -222,8 +226,12 @@ def onnx_session(
     return ort.InferenceSession(str(path), options, providers=chosen)
 
 
-def run_onnx(session, image: np.ndarray, ebv: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """{'probs' or 'pdf': [N, K], 'latent': [N, D]} from a bundle's session."""
+def run_onnx(
+    session: InferenceSession, image: np.ndarray, ebv: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The model's outputs for preprocessed images [N, C, H, W] (float32, the bundle's
+    preprocessing applied) and, for photo-z, E(B−V) [N] in magnitudes: {'probs' (photo-z:
+    'pdf'): [N, K] float32, 'latent': [N, D] float32}."""
     feeds = {"image": np.ascontiguousarray(image, dtype=np.float32)}
     if ebv is not None:
         feeds["ebv"] = np.ascontiguousarray(ebv, dtype=np.float32).reshape(-1, 1)
@@ -231,9 +239,11 @@ def run_onnx(session, image: np.ndarray, ebv: np.ndarray | None = None) -> dict[
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
-def check_parity(bundle: Bundle, session=None) -> dict[str, float]:
+def check_parity(bundle: Bundle, session: InferenceSession | None = None) -> dict[str, float]:
     """Run the bundle's ONNX model on its stored held-out inputs and compare with the stored torch
-    outputs; raises :class:`BundleError` above ``PARITY_TOLERANCE``. Returns the errors."""
+    outputs; raises :class:`BundleError` above ``PARITY_TOLERANCE``. Returns the largest absolute
+    error per output name. ``session``: the session that will serve (its execution provider is
+    the one checked); default a throwaway CPU session."""
     session = session or onnx_session(bundle.onnx_path, ["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
     if inputs != bundle.info["inputs"]:

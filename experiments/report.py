@@ -1,6 +1,6 @@
 """What every experiment report shares: the scale block, Markdown tables, and the files written.
 
-An experiment (``training.experiments.<name>``) computes its numbers into one JSON-able dict and
+An experiment (``experiments.<name>``) computes its numbers into one JSON-able dict and
 its figures into PNGs; this module only formats and writes them: ``report.md`` (readable on its
 own, PNGs linked by relative path), ``report.json`` (every number) in the report directory.
 """
@@ -76,8 +76,8 @@ def environment(device: str) -> dict:
     """Where the experiment ran: device, CPU cores and torch threads, versions, git revision."""
     import torch
 
-    from .. import __version__
-    from ..export import _git_revision  # the one place the project asks git
+    from training import __version__
+    from training.export import _git_revision  # the one place the project asks git
 
     return {
         "device": device,

@@ -17,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..bundle import Bundle
-from ..data import Split
+from core.bundle import Bundle
+from training.data import Split
 
 TASK = "morphology"
 ARCHITECTURES = ("convnet", "resnet18")
@@ -77,8 +77,8 @@ def read_test_splits(data_root: str | Path, n_test: int | None = None) -> Paired
     """The morphology test split of both paired domains, preprocessed as the bundles record
     (``data.preprocessing_for``); ``n_test`` keeps the first N objects. Only the test split is
     read: the science datasets are 1 GB a domain."""
-    from ..data import preprocessing_for
-    from ..datasets import dataset_paths, open_dataset
+    from core.datasets import dataset_paths, open_dataset
+    from training.data import preprocessing_for
 
     paths = {p.stem: p for p in dataset_paths(data_root, TASK)}
     if not paths:
@@ -138,8 +138,8 @@ def choose_models(
     Such a run starts afresh (``resume=False``) in a directory of its own, never ``skyguard
     train``'s ``out/runs``: run directories are not named by dataset, so resuming there could
     continue a checkpoint trained on other data, or overwrite the user's own run."""
-    from ..bundle import read_bundle
-    from ..store import list_models, load
+    from core.bundle import read_bundle
+    from core.store import list_models, load
 
     given = dict(models or {})
     for name in given:
@@ -178,7 +178,7 @@ def choose_models(
                         f"one with 'skyguard train {TASK} --recipe {recipe} --arch {arch} "
                         f"--data {data_root}' or give one with --bundle {name}=TAG"
                     )
-                from ..runs import train
+                from training.runs import train
 
                 if progress:
                     print(f"no stored {name} bundle for {data_root}: training the quick recipe")

@@ -6,9 +6,9 @@ from the paper (Tables 2–5, Fig. 6, §4.1 and §5.2), in ``SEED_002``, which r
 
 from __future__ import annotations
 
-from ..robustness import JS_BINS
-from . import report as rp
-from .morphology_inputs import RECIPES
+from experiments import report as rp
+from experiments.morphology_inputs import RECIPES
+from training.robustness import JS_BINS
 
 #: 002's figures, by architecture and recipe; metrics are (accuracy, precision, recall, F1),
 #: d_E rows (median, mean, standard error), over ``n_both`` images flipped under both models.
@@ -57,7 +57,7 @@ SEED_NOTE = (
 
 
 def markdown(r: dict) -> str:
-    """report.md from the numbers of :func:`~training.experiments.morphology.run_morphology`."""
+    """report.md from the numbers of :func:`~experiments.morphology.run_morphology`."""
     s, env, data = r["settings"], r["environment"], r["data"]
     dom = {"source": data["domains"][0].upper(), "target": data["domains"][1].upper()}
     f, seed = rp.fmt, SEED_002
@@ -70,7 +70,7 @@ def markdown(r: dict) -> str:
         "",
         "## Scale",
         "",
-        f"* command: `{r['command'] or 'training.experiments.morphology.run_morphology(...)'}`",
+        f"* command: `{r['command'] or 'experiments.morphology.run_morphology(...)'}`",
         f"* data: `{data['root']}` ({data['dataset']['survey']}, seed {data['dataset']['seed']}, "
         f"{data['dataset']['n']} objects a domain); test split N = {data['n_test']} objects in "
         f"each of {src} and {tgt} (the same galaxies), classes "

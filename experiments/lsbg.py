@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..bundle import Bundle
-from ..data import Split, TaskData
-from ..metrics import binary_scores, bootstrap_intervals
-from . import report as rp
-from .morphology_inputs import ModelChoice, trained_on
+from core.bundle import Bundle
+from experiments import report as rp
+from experiments.morphology_inputs import ModelChoice, trained_on
+from training.data import Split, TaskData
+from training.metrics import binary_scores, bootstrap_intervals
 
 TASK = "lsbg"
 ARCHITECTURE = "deepshadows"
@@ -123,8 +123,8 @@ def choose_cnn(
     """The DeepShadows bundle compared: ``cnn`` (store tag or directory), else the newest stored
     deepshadows/regular lsbg bundle trained on the dataset with source-file ``attrs``, else one
     trained now with the quick recipe into ``runs_root`` (afresh) and stored."""
-    from ..bundle import read_bundle
-    from ..store import list_models, load
+    from core.bundle import read_bundle
+    from core.store import list_models, load
 
     name = f"{ARCHITECTURE}-regular"
     if cnn is not None:
@@ -145,7 +145,7 @@ def choose_cnn(
         info = read_bundle(row["path"], check_files=False).info
         if info["recipe"] == "regular" and trained_on(info, attrs):
             return ModelChoice(name, ARCHITECTURE, "regular", load(row["tag"]), "store", row["tag"])
-    from ..runs import train
+    from training.runs import train
 
     if progress:
         print(f"no stored {TASK} {name} bundle for {data_root}: training the quick recipe")
@@ -157,8 +157,8 @@ def choose_cnn(
 def _fit(recipe_name: str, data: TaskData, run_dir: Path, *, quick: bool, model=None,
          overrides: dict | None = None, progress: bool = True):  # fmt: skip
     """Train ``data`` under the lsbg recipe (afresh, in ``run_dir``); the fit result and recipe."""
-    from ..recipes import load_recipe
-    from ..trainer import fit
+    from training.recipes import load_recipe
+    from training.trainer import fit
 
     recipe = load_recipe(TASK, recipe_name, quick=quick, **(overrides or {}))
     return fit(recipe, data, run_dir, model=model, progress=progress, resume=False), recipe
@@ -169,7 +169,7 @@ def finetune(bundle: Bundle, data: TaskData, run_dir: Path, *, finetune_n: int, 
     """004 §5: the bundle's whole network retrained on the first ``finetune_n`` labelled
     target-domain training objects (``trainer.fit`` under the ``finetune`` recipe, validated on
     the target validation split); returns (fit result, recipe)."""
-    from ..verify import torch_model
+    from training.verify import torch_model
 
     n_target = len(data.target.splits["train"])
     if not 1 <= finetune_n <= n_target:
@@ -182,7 +182,7 @@ def finetune(bundle: Bundle, data: TaskData, run_dir: Path, *, finetune_n: int, 
 
 
 def _p_lsbg(net, split: Split, device) -> np.ndarray:
-    from ..trainer import predict
+    from training.trainer import predict
 
     return predict(net.to(device), split, device=device)[0][:, 1].astype(np.float64)
 
@@ -192,9 +192,9 @@ def _gradcam(net, split: Split, p: np.ndarray, raw_path: Path, n_per_cell: int, 
     """Grad-CAM of up to ``n_per_cell`` test objects of each confusion cell, confident ones
     (P(LSBG) > 0.8 or < 0.2, as 004 Fig. 6) first, topped up from the rest of the cell so each
     cell fills its row of the figure: cell facts and the PNG."""
-    from ..datasets import open_dataset
-    from ..gradcam import CELL_NAMES, confusion_cell_examples, grad_cam
-    from ..plots.diagnostics import plot_gradcam
+    from core.datasets import open_dataset
+    from training.gradcam import CELL_NAMES, confusion_cell_examples, grad_cam
+    from training.plots.diagnostics import plot_gradcam
 
     pred = (p >= 0.5).astype(int)
     confident = (p > CONFIDENT) | (p < 1 - CONFIDENT)
@@ -259,16 +259,16 @@ def run_lsbg(
     """
     import torch
 
-    from ..baselines import fit_predict
-    from ..data import load_task
-    from ..datasets import open_dataset
-    from ..features import measure_all
-    from ..plots.diagnostics import plot_confusion, plot_roc
-    from ..recipes import load_recipe
-    from ..runs import DEFAULT_N, ensure_datasets
-    from ..trainer import default_device
-    from ..verify import torch_model
-    from .lsbg_report import SEED_004, markdown, plot_noise
+    from core.datasets import open_dataset
+    from experiments.lsbg_report import SEED_004, markdown, plot_noise
+    from training.baselines import fit_predict
+    from training.data import load_task
+    from training.features import measure_all
+    from training.plots.diagnostics import plot_confusion, plot_roc
+    from training.recipes import load_recipe
+    from training.runs import DEFAULT_N, ensure_datasets
+    from training.trainer import default_device
+    from training.verify import torch_model
 
     watch = rp.Stopwatch()
     levels = tuple(float(p) for p in dict.fromkeys(noise_levels))
