@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -83,3 +84,20 @@ def test_container_and_bento_carry_every_package_the_service_imports():
     for pkg in packages:
         assert pkg in copied, f"the Dockerfile does not COPY {pkg}/, which the service imports"
         assert any(p.startswith(f"{pkg}/") for p in include), f"bentofile.yaml lacks {pkg}/"
+
+
+def test_the_openapi_override_holds_on_the_locked_bentoml():
+    """service.service overrides ``bentoml.Service.openapi_spec``, which BentoML does not document
+    as an extension point: an upgrade must fail here, not in a client's generator."""
+    import bentoml
+    from openapi_spec_validator import validate
+
+    lock = re.search(r"^bentoml==(\S+)$", (ROOT / "requirements.lock").read_text(), re.M)
+    assert bentoml.__version__ == lock.group(1), "BentoML is not the locked version"
+    assert isinstance(getattr(bentoml.Service, "openapi_spec", None), property)
+
+    from service.service import Skyguard
+
+    text = json.dumps(Skyguard.openapi_spec.asdict())  # as /docs.json serves it
+    validate(json.loads(text))  # OpenAPI 3.0, as the document declares
+    assert '"type": "file"' not in text and '"type": "tensor"' not in text
