@@ -86,14 +86,24 @@ def score_binary(y: np.ndarray, p_pos: np.ndarray, n_boot: int = N_BOOT, seed: i
 
 
 def flip_labels(data: TaskData, p: float, seed: int = 0) -> tuple[TaskData, np.ndarray]:
-    """A copy of ``data`` with round(p·N) of the N source training labels flipped (0 ↔ 1), drawn
-    without replacement with ``seed`` (004 §6.3: LSBGs and artifacts alike); validation, test and
-    the target domain are the same objects. Returns the copy and the flipped rows (sorted)."""
+    """A copy of ``data`` with round(p·N) of the N source training labels flipped (0 ↔ 1), as 004
+    §6.3 does: an equal number of LSBGs and artifacts (the odd one an LSBG), each drawn without
+    replacement with ``seed``, so the class balance is kept; a class too small for its half gives
+    all it has and the other class the rest. Validation, test and the target domain are the same
+    objects. Returns the copy and the flipped rows (sorted)."""
     if not 0 <= p <= 1:
         raise ValueError(f"label-noise fraction must lie in [0, 1], got {p}")
     train = data.source.splits["train"]
+    n = int(round(p * len(train)))
+    by_class = [np.flatnonzero(train.y == c) for c in (1, 0)]  # LSBGs, artifacts
+    take = [min(n - n // 2, len(by_class[0])), min(n // 2, len(by_class[1]))]
+    take[0] += min(n - sum(take), len(by_class[0]) - take[0])
+    take[1] = n - take[0]
+    rng = np.random.default_rng(seed)
     rows = np.sort(
-        np.random.default_rng(seed).choice(len(train), int(round(p * len(train))), replace=False)
+        np.concatenate(
+            [rng.choice(r, k, replace=False) for r, k in zip(by_class, take, strict=True)]
+        )
     )
     y = train.y.copy()
     y[rows] = 1 - y[rows]
@@ -261,7 +271,7 @@ def run_lsbg(
 
     from core.datasets import open_dataset
     from experiments.lsbg_report import SEED_004, markdown, plot_noise
-    from training.baselines import fit_predict
+    from training.baselines import fit as fit_baseline
     from training.data import load_task
     from training.features import measure_all
     from training.plots.diagnostics import plot_confusion, plot_roc
@@ -305,9 +315,10 @@ def run_lsbg(
                 raw = np.concatenate([ds.images[idx[i : i + 512]] for i in range(0, len(idx), 512)])
             feats[split] = measure_all(raw, zp, scale)
             bar.update()
-    probs = {"CNN": p_cnn}
+    probs, baseline_params = {"CNN": p_cnn}, {}
     for kind, label in (("svm", "SVM"), ("random_forest", "RF")):
-        probs[label] = fit_predict(kind, feats["train"], des.splits["train"].y, feats["test"], seed)
+        fitted = fit_baseline(kind, feats["train"], des.splits["train"].y, seed)
+        probs[label], baseline_params[label] = fitted.predict_proba(feats["test"]), fitted.params
     comparison = {
         k: score_binary(test.y, v, n_boot, seed)
         for k, v in tqdm(probs.items(), desc="bootstrap", disable=not progress)
@@ -425,6 +436,7 @@ def run_lsbg(
             "train_overrides": train_overrides or {},
             "noise_recipe": _recipe_facts(noise_recipe),
             "features": "training.features (sep), train split of the source domain",
+            "baselines": baseline_params,
         },
         "cnn": _model_facts(chosen, des.attrs),
         "comparison": comparison,

@@ -102,6 +102,10 @@ def test_flip_labels_flips_exactly_round_pn(data, p):
     noisy, rows = flip_labels(data, p, seed=1)
     y = noisy.source.splits["train"].y
     assert np.count_nonzero(y != y0) == len(rows) == round(p * len(y0))
+    # 004 §6.3: equal numbers of LSBGs and artifacts flipped, while both classes have enough
+    per_class = [np.count_nonzero(y0[rows] == c) for c in (1, 0)]
+    if len(rows) <= 2 * min(np.count_nonzero(y0 == 1), np.count_nonzero(y0 == 0)):
+        assert per_class[0] - per_class[1] in (0, 1), per_class
     assert np.array_equal(y[rows], 1 - y0[rows]) and np.array_equal(train.y, y0)
     assert np.array_equal(noisy.source.splits["train"].x, train.x)
     for split in ("val", "test"):
