@@ -36,7 +36,9 @@ reason        meaning
 ============  ====================================================================================
 empty         no bytes, or an array with no cutouts
 too_large     file over ``max_bytes``, or an HDU header declaring more than ``max_pixels`` pixels
-bad_fits      not FITS, truncated, or its data cannot be decoded (astropy's message appended)
+bad_fits      not FITS, truncated, a header card that cannot be parsed (unclosed quote, a value
+              that is no FITS value: the card is named and shown), or its data cannot be decoded
+              (astropy's message appended)
 not_image     no HDU holds image data (only tables, or empty HDUs)
 wrong_bands   a band the task needs is missing, named twice, or BANDS does not match the cube
 wrong_shape   wrong number of axes, or H×W not the task's
@@ -44,6 +46,8 @@ non_finite    NaN or ±inf pixels (unless repaired: ``repair="zero"`` or ``"medi
 bad_dtype     array that is not real numbers (complex, bool, strings, objects)
 too_many      more than ``max_cutouts`` cutouts in one request
 bad_value     a header value out of range: EBV non-finite or negative, MAGZP non-finite, ...
+bad_output    the cutout passed every check but the model's output for it is not finite (NaN or
+              ±inf): it has no defined answer (``service.runtime.checked_outputs``)
 ============  ====================================================================================
 
 Wrong arguments from our own code (band list, shape, repair mode) are programming errors and
@@ -76,6 +80,7 @@ Reason = Literal[
     "bad_dtype",
     "too_many",
     "bad_value",
+    "bad_output",
 ]
 REASONS: tuple[str, ...] = get_args(Reason)
 REPAIRS: tuple[str, ...] = get_args(Repair)

@@ -52,7 +52,7 @@ from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
 from .monitor import Monitor
-from .runtime import TaskModel, TaskSpec, model_rows, redshift_label
+from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
 
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
@@ -474,18 +474,19 @@ class Skyguard:
         items = list(items)
         rows, kept = await asyncio.to_thread(model_rows, spec, items, ebv)
         good = [(k, items[k]) for k in kept]
-        bad = [e for e in items if isinstance(e, InputError)]
         answers: list[dict | None] = [None] * len(items)
         if good:
-            out = await self._predict(task, rows)
-            for (k, c), row in zip(good, np.asarray(out), strict=True):
+            out, kept = checked_outputs(await self._predict(task, rows), items, kept)
+            good = [(k, items[k]) for k in kept]  # less those without a finite model output
+            for (k, c), row in zip(good, out, strict=True):
                 a = spec.answer(row, c, with_pdf)
                 answers[k] = a
                 label = a.get("label") or redshift_label(a["z_mode"])
                 PREDICTIONS.labels(task=task, label=label).inc()
                 OOD_SCORE.labels(task=task).observe(a["ood_score"])
-        elif bad:
-            raise _refuse(task, bad)
+        elif items:
+            raise _refuse(task, [e for e in items if isinstance(e, InputError)])
+        bad = [e for e in items if isinstance(e, InputError)]
         for k, e in enumerate(items):
             if isinstance(e, InputError):
                 REJECTED.labels(task=task, reason=e.reason).inc()
