@@ -51,6 +51,7 @@ from monitors.metrics import (
 from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
+from .http_guard import RequestGuard, UniformErrors, api_routes, document_errors
 from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
 
@@ -88,7 +89,7 @@ class _FixedSpec:
         self._spec = spec
 
     def asdict(self) -> dict:
-        spec = _openapi_fix(self._spec.asdict())
+        spec = document_errors(_openapi_fix(self._spec.asdict()), api_routes(Skyguard))
         return document(spec) if SETTINGS.api_tokens else spec  # declares the bearer scheme
 
 
@@ -591,9 +592,15 @@ class Skyguard:
         return await self._arrays("photoz", images, ids, repair, ebv=ebv, with_pdf=pdf)
 
 
+# every error answer, whoever makes it, leaves as {"error", "reason"} JSON (the outermost layer)
+Skyguard.add_asgi_middleware(UniformErrors)
+
 # every gateway route but health, metrics and the docs needs a token when tokens are configured;
 # the predictor and monitor listen only on the pod's private sockets (service.auth)
 Skyguard.add_asgi_middleware(BearerAuth, tokens=SETTINGS.api_tokens)
 
 # a 503 says why and when to retry (BentoML itself answers every 5xx with one generic text)
 Skyguard.add_asgi_middleware(_ShowUnavailable)
+
+# the one request-parsing layer: media type, encoding and multipart checked before BentoML parses
+Skyguard.add_asgi_middleware(RequestGuard, routes=api_routes(Skyguard))
