@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from service.fits_input import Cutout, InputError, Limits, Repair, from_array, read_fits
-from service.runtime import TaskModel, TaskSpec, model_rows
+from service.runtime import TaskModel, TaskSpec, checked_outputs, model_rows
 
 from . import catalogue
 from .drift import fourier_features
@@ -154,9 +154,12 @@ class PartitionScorer:
         out: list[dict] = [{}] * len(items)
         if kept:
             scores, latent = model.infer(rows)
+            answered = set(checked_outputs(scores, items, kept)[1])  # non-finite: refused
             features = fourier_features(latent, self.cfg.frequencies)
             finite = np.isfinite(features).all(1)
             for j, k in enumerate(kept):
+                if k not in answered:
+                    continue
                 answer = spec.answer(scores[j], items[k], self.cfg.with_pdf)
                 f = features[j] if finite[j] else None
                 out[k] = catalogue.answer_row(answer, sources[k], indices[k], f)

@@ -36,7 +36,9 @@ reason        meaning
 ============  ====================================================================================
 empty         no bytes, or an array with no cutouts
 too_large     file over ``max_bytes``, or an HDU header declaring more than ``max_pixels`` pixels
-bad_fits      not FITS, truncated, or its data cannot be decoded (astropy's message appended)
+bad_fits      not FITS, truncated, a header card that cannot be parsed (unclosed quote, a value
+              that is no FITS value: the card is named and shown), or its data cannot be decoded
+              (astropy's message appended)
 not_image     no HDU holds image data (only tables, or empty HDUs)
 wrong_bands   a band the task needs is missing, named twice, or BANDS does not match the cube
 wrong_shape   wrong number of axes, or H×W not the task's
@@ -44,6 +46,8 @@ non_finite    NaN or ±inf pixels (unless repaired: ``repair="zero"`` or ``"medi
 bad_dtype     array that is not real numbers (complex, bool, strings, objects)
 too_many      more than ``max_cutouts`` cutouts in one request
 bad_value     a header value out of range: EBV non-finite or negative, MAGZP non-finite, ...
+bad_output    the cutout passed every check but the model's output for it is not finite (NaN or
+              ±inf): it has no defined answer (``service.runtime.checked_outputs``)
 ============  ====================================================================================
 
 Wrong arguments from our own code (band list, shape, repair mode) are programming errors and
@@ -76,6 +80,7 @@ Reason = Literal[
     "bad_dtype",
     "too_many",
     "bad_value",
+    "bad_output",
 ]
 REASONS: tuple[str, ...] = get_args(Reason)
 REPAIRS: tuple[str, ...] = get_args(Repair)
@@ -375,7 +380,7 @@ def _read_hdul(
 ) -> Cutout:
     with _decoding(name, "cannot be read as FITS"):
         hdus = list(hdul)  # lazy loading: this reads every header, and no data
-        declared = [_declared_shape(hdu) for hdu in hdus]
+        declared = [_declared_shape(hdu, _where(name, i, hdu)) for i, hdu in enumerate(hdus)]
     for i, (hdu, dims) in enumerate(zip(hdus, declared, strict=True)):
         pixels = math.prod(dims)
         if dims and pixels > limits.max_pixels:
@@ -428,7 +433,7 @@ def _read_hdul(
             received=dims,
         )
     headers.append(hdus[0].header)
-    obj = _lookup(headers, "OBJECT")
+    obj = _lookup(headers, "OBJECT", name)
     ebv, bunit = _ebv(headers, name), _bunit(headers, name)
     # Only now, with every header checked, are pixels read (and decompressed).
     image = _read_pixels(plan)
@@ -450,7 +455,7 @@ def _is_image(hdu: Any) -> bool:
     )
 
 
-def _declared_shape(hdu: Any) -> tuple[int, ...]:
+def _declared_shape(hdu: Any, where: str) -> tuple[int, ...]:
     """``(..., NAXIS2, NAXIS1)`` of an image HDU from its header alone; ``()`` if none or no data.
 
     A CompImageHDU's ``header`` is the image header astropy derives from ZNAXISn (the binary
@@ -460,7 +465,8 @@ def _declared_shape(hdu: Any) -> tuple[int, ...]:
     if not _is_image(hdu):
         return ()
     header = hdu.header
-    dims = tuple(int(header[f"NAXIS{k}"]) for k in range(int(header.get("NAXIS", 0)), 0, -1))
+    naxis = _card(header, "NAXIS", where) or 0
+    dims = tuple(int(_card(header, f"NAXIS{k}", where)) for k in range(int(naxis), 0, -1))
     return dims if dims and math.prod(dims) > 0 else ()
 
 
@@ -471,7 +477,7 @@ def _from_cube(
     where = _where(name, i, hdu)
     header = hdu.header
     planes = dims[0]
-    listed = header.get("BANDS")
+    listed = _card(header, "BANDS", where)
     if listed is None:
         if planes != len(bands):
             raise InputError(
@@ -512,7 +518,8 @@ def _from_bands(
     shape: tuple[int, int],
 ) -> tuple[Plan, list[fits.Header]]:
     """Which image HDUs are the task's bands (by FILTER), from their headers; and those."""
-    tagged = [(i, h, d) for i, h, d in images if h.header.get("FILTER") is not None]
+    filters = {i: _card(h.header, "FILTER", _where(name, i, h)) for i, h, _ in images}
+    tagged = [(i, h, d) for i, h, d in images if filters[i] is not None]
     if not tagged:
         if len(bands) > 1:
             raise InputError(
@@ -526,7 +533,7 @@ def _from_bands(
         tagged = images[:1]  # one band, one image: no name needed
         found = list(bands)
     else:
-        found = [str(h.header["FILTER"]).strip() for _, h, _ in tagged]
+        found = [str(filters[i]).strip() for i, _, _ in tagged]
     chosen = [tagged[k] for k in _select(found, bands, name, "FILTER", tagged)]
     plan: Plan = []
     headers = []
@@ -626,10 +633,43 @@ def _decoding(where: str, what: str) -> Iterator[None]:
 # --- header values --------------------------------------------------------------------------
 
 
-def _lookup(headers: list[fits.Header], key: str) -> Any:
+def _card(header: fits.Header, key: str, where: str) -> Any:
+    """The value of card ``key`` in ``header``, or None when there is no such card or it has no
+    value; every header value this module uses is read here.
+
+    astropy parses a card's value only when it is read, so an unclosed quote (``OBJECT = 'abc``)
+    or a value that is no FITS value (``BANDS = 1.2.3``) fails here, with a VerifyError (or a
+    ValueError for some other malformed values), well after the file was opened: each becomes
+    InputError("bad_fits") naming the card and showing it as the file has it.
+    """
+    try:
+        value = header.get(key)
+    except Exception as e:  # VerifyError, ValueError, ...: hostile card text
+        raise InputError(
+            "bad_fits",
+            f"header card {key} cannot be parsed ({type(e).__name__}): the file has "
+            f"{_card_image(header, key)}; expected a FITS value (a 'quoted string' closed by its "
+            "quote, a number, T or F)",
+            where,
+            received=_card_image(header, key),
+        ) from e
+    return None if value is None or isinstance(value, fits.card.Undefined) else value
+
+
+def _card_image(header: fits.Header, key: str) -> str:
+    """The 80 characters of card ``key`` as the file has them (escaped, trailing spaces cut)."""
+    try:  # the card's own text (astropy keeps it as read); its re-rendered image otherwise
+        card = header.cards[key]
+        image = getattr(card, "_image", None) or card.image
+        return repr(str(image).rstrip())
+    except Exception:  # the image itself cannot be had: say so rather than fail
+        return "unreadable"
+
+
+def _lookup(headers: list[fits.Header], key: str, where: str) -> Any:
     """The first header's value of ``key`` among ``headers`` that has one, else None."""
     for header in headers:
-        value = header.get(key)
+        value = _card(header, key, where)
         if value is not None:
             return value
     return None
@@ -648,7 +688,7 @@ def _zeropoints(headers: list[fits.Header], keys: list[str], where: str) -> np.n
     """``[B]`` zeropoints [mag], ``keys[k]`` read from ``headers[k]`` (or the only header)."""
     values = []
     for k, key in enumerate(keys):
-        value = headers[min(k, len(headers) - 1)].get(key)
+        value = _card(headers[min(k, len(headers) - 1)], key, where)
         if value is None:
             return None
         values.append(_number(value, key, where))
@@ -656,7 +696,7 @@ def _zeropoints(headers: list[fits.Header], keys: list[str], where: str) -> np.n
 
 
 def _ebv(headers: list[fits.Header], where: str) -> float | None:
-    value = _lookup(headers, "EBV")
+    value = _lookup(headers, "EBV", where)
     if value is None:
         return None
     ebv = _number(value, "EBV", where)
@@ -673,7 +713,8 @@ def _ebv(headers: list[fits.Header], where: str) -> float | None:
 
 def _bunit(headers: list[fits.Header], where: str) -> str | None:
     # The last header is the primary's, a fallback; the band HDUs before it must agree.
-    units = {str(h["BUNIT"]).strip() for h in headers[:-1] if h.get("BUNIT") is not None}
+    given = (_card(h, "BUNIT", where) for h in headers[:-1])
+    units = {str(u).strip() for u in given if u is not None}
     if len(units) > 1:
         raise InputError(
             "bad_value",
@@ -681,7 +722,7 @@ def _bunit(headers: list[fits.Header], where: str) -> str | None:
             where,
             received=sorted(units),
         )
-    value = _lookup(headers, "BUNIT")
+    value = _lookup(headers, "BUNIT", where)
     return None if value is None else str(value).strip()
 
 
@@ -726,7 +767,10 @@ def _repair_non_finite(image: np.ndarray, where: str, bands: tuple[str, ...], re
 
 
 def _where(name: str, i: int, hdu: Any) -> str:
-    extname = str(hdu.name).strip() if getattr(hdu, "name", "") else ""
+    try:  # EXTNAME, read by astropy: a card that cannot be parsed is left out of the message
+        extname = str(hdu.name).strip() if getattr(hdu, "name", "") else ""
+    except Exception:
+        extname = ""
     return f"{name} HDU {i} ({extname})" if extname else f"{name} HDU {i}"
 
 

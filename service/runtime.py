@@ -176,6 +176,33 @@ def model_rows(
     return rows[finite], [k for k, ok in zip(good, finite, strict=True) if ok]
 
 
+def checked_outputs(
+    out: np.ndarray, items: list[Cutout | InputError], kept: list[int]
+) -> tuple[np.ndarray, list[int]]:
+    """The model's answer rows ``out`` [n, K + 1] of the cutouts at ``kept`` in ``items``, less
+    those that are not finite, and the positions of those left; shared by the gateway and batch
+    scoring, after the model and before any answer is made.
+
+    A NaN or ±inf probability, p(z) bin or OOD score has no defined answer (argmax, the z
+    summaries and JSON all fail or lie on it): the cutout is refused in ``items`` (in place) with
+    InputError("bad_output"), the other cutouts are answered.
+    """
+    out = np.asarray(out)
+    if out.ndim != 2 or len(out) != len(kept):
+        raise ValueError(f"expected {len(kept)} answer rows, got an array of shape {out.shape}")
+    finite = np.isfinite(out).all(1)
+    for k, row, ok in zip(kept, out, finite, strict=True):
+        if not ok:
+            bad = int((~np.isfinite(row)).sum())
+            items[k] = InputError(
+                "bad_output",
+                f"the model's output is not finite ({bad} of {row.size} values NaN or ±inf): "
+                "this cutout has no defined answer; it passed every input check",
+                items[k].id,
+            )
+    return out[finite], [k for k, ok in zip(kept, finite, strict=True) if ok]
+
+
 #: width [z] of the redshift bins the photo-z prediction counter files answers under.
 LABEL_BIN = 0.05
 

@@ -50,8 +50,9 @@ from monitors.metrics import (
 from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
+from .http_guard import RequestGuard, UniformErrors, api_routes, document_errors
 from .monitor import Monitor
-from .runtime import TaskModel, TaskSpec, model_rows, redshift_label
+from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
 
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
@@ -87,7 +88,7 @@ class _FixedSpec:
         self._spec = spec
 
     def asdict(self) -> dict:
-        spec = _openapi_fix(self._spec.asdict())
+        spec = document_errors(_openapi_fix(self._spec.asdict()), api_routes(Skyguard))
         return document(spec) if SETTINGS.api_tokens else spec  # declares the bearer scheme
 
 
@@ -476,18 +477,19 @@ class Skyguard:
         items = list(items)
         rows, kept = await asyncio.to_thread(model_rows, spec, items, ebv)
         good = [(k, items[k]) for k in kept]
-        bad = [e for e in items if isinstance(e, InputError)]
         answers: list[dict | None] = [None] * len(items)
         if good:
-            out = await self._predict(task, rows)
-            for (k, c), row in zip(good, np.asarray(out), strict=True):
+            out, kept = checked_outputs(await self._predict(task, rows), items, kept)
+            good = [(k, items[k]) for k in kept]  # less those without a finite model output
+            for (k, c), row in zip(good, out, strict=True):
                 a = spec.answer(row, c, with_pdf)
                 answers[k] = a
                 label = a.get("label") or redshift_label(a["z_mode"])
                 PREDICTIONS.labels(task=task, label=label).inc()
                 OOD_SCORE.labels(task=task).observe(a["ood_score"])
-        elif bad:
-            raise _refuse(task, bad)
+        elif items:
+            raise _refuse(task, [e for e in items if isinstance(e, InputError)])
+        bad = [e for e in items if isinstance(e, InputError)]
         for k, e in enumerate(items):
             if isinstance(e, InputError):
                 REJECTED.labels(task=task, reason=e.reason).inc()
@@ -592,9 +594,15 @@ class Skyguard:
         return await self._arrays("photoz", images, ids, repair, ebv=ebv, with_pdf=pdf)
 
 
+# every error answer, whoever makes it, leaves as {"error", "reason"} JSON (the outermost layer)
+Skyguard.add_asgi_middleware(UniformErrors)
+
 # every gateway route but health, metrics and the docs needs a token when tokens are configured;
 # the predictor and monitor listen only on the pod's private sockets (service.auth)
 Skyguard.add_asgi_middleware(BearerAuth, tokens=SETTINGS.api_tokens)
 
 # a 503 says why and when to retry (BentoML itself answers every 5xx with one generic text)
 Skyguard.add_asgi_middleware(_ShowUnavailable)
+
+# the one request-parsing layer: media type, encoding and multipart checked before BentoML parses
+Skyguard.add_asgi_middleware(RequestGuard, routes=api_routes(Skyguard))

@@ -566,3 +566,51 @@ def test_negative_gcount_is_refused_before_astropy():
     with pytest.raises(InputError, match="GCOUNT = -1: must be a non-negative integer") as e:
         read_fits(bad, "x.fits", ("g", "r", "i"), (8, 8))
     assert e.value.reason == "bad_fits"
+
+
+def _set_card(data: bytes, key: str, text: str, nth: int = 0) -> bytes:
+    """``data`` with the ``nth`` card ``key`` replaced by ``KEY     = <text>`` as raw bytes (a value
+    astropy cannot parse can only be written this way)."""
+    at = -1
+    for _ in range(nth + 1):
+        at = data.find(key.ljust(8).encode() + b"=", at + 1)
+        while at % 80:
+            at = data.find(key.ljust(8).encode() + b"=", at + 1)
+        assert at >= 0, key
+    card = (key.ljust(8) + "= " + text).ljust(80).encode()
+    return data[:at] + card + data[at + 80 :]
+
+
+# (layout, card, raw value, where the message must point): cards astropy parses only when read
+BAD_CARDS = [
+    ("cube", "OBJECT", "'unclosed", "f.fits"),
+    ("cube", "BANDS", "'g,r,i", "f.fits HDU 0 (PRIMARY)"),
+    ("cube", "BANDS", "1.2.3", "f.fits HDU 0 (PRIMARY)"),
+    ("cube", "EBV", "0.0.5", "f.fits"),
+    ("cube", "BUNIT", "'electron", "f.fits"),
+    ("cube", "MAGZP_G", "2e8e", "f.fits"),
+    ("bands", "FILTER", "'g", "f.fits HDU 1 (G)"),
+    ("bands", "MAGZP", "'28", "f.fits"),
+    ("bands", "OBJECT", "1.2.3", "f.fits", 1),  # the band HDUs' OBJECT is read first
+]
+
+
+@pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+@pytest.mark.parametrize(
+    ("layout", "key", "text", "where", "nth"), [(*c, 0)[:5] for c in BAD_CARDS]
+)
+def test_unparsable_header_card_is_an_input_error(layout, key, text, where, nth):
+    """A card whose value astropy cannot parse is InputError("bad_fits") naming the card and
+    showing it as the file has it, whichever header value it is and wherever it is read."""
+    good = _cube() if layout == "cube" else _per_band()
+    read_fits(good, "f.fits", BANDS, SHAPE)  # the file before the edit is served
+    with pytest.raises(InputError) as e:
+        read_fits(_set_card(good, key, text, nth), "f.fits", BANDS, SHAPE)
+    assert e.value.reason == "bad_fits"
+    assert e.value.where == where
+    assert f"header card {key} cannot be parsed" in e.value.message
+    assert f"{key.ljust(8)}= {text}" in e.value.message
+    # read_many: the broken file gets its error, the good one beside it its cutout
+    bad = _set_card(good, key, text, nth)
+    out = read_many([("a.fits", good), ("f.fits", bad)], BANDS, SHAPE)
+    assert isinstance(out[0], Cutout) and isinstance(out[1], InputError)
