@@ -12,6 +12,17 @@ variable                       default                            meaning
                                                                   that cannot be answered within
                                                                   this is shed (503)
 ``SKYGUARD_GATEWAY_WORKERS``   ``1``                              HTTP/decoding worker processes
+``SKYGUARD_LATENCY_TARGET_MS`` ``2000``                           latency a request is admitted
+                                                                  for: the queue bound is the
+                                                                  task's measured throughput ×
+                                                                  this (``service.admission``)
+``SKYGUARD_QUEUE_CUTOUTS``     ``0``                              cutouts in flight per task and
+                                                                  gateway worker past which a
+                                                                  request is shed (503 with
+                                                                  Retry-After, before its body
+                                                                  is read); 0: throughput ×
+                                                                  latency target, at least
+                                                                  ``SKYGUARD_MAX_CUTOUTS``
 ``SKYGUARD_MAX_UPLOAD_BYTES``  ``16777216``                       per FITS file
 ``SKYGUARD_MAX_CUTOUTS``       ``256``                            per request
 ``SKYGUARD_MAX_PIXELS``        ``4000000``                        per HDU, as declared in headers
@@ -159,6 +170,8 @@ class Settings:
     max_batch: int = 64
     max_latency_ms: int = 5000
     gateway_workers: int = 1
+    latency_target_ms: int = 2000
+    queue_cutouts: int = 0  # 0: adaptive (throughput × latency target)
     limits: Limits = field(default_factory=Limits)
     latent_sample: float = 1.0
     monitor_backlog: int = 64
@@ -227,6 +240,8 @@ def from_env() -> Settings:
         max_batch=_int("SKYGUARD_MAX_BATCH", 64),
         max_latency_ms=_int("SKYGUARD_MAX_LATENCY_MS", 5000),
         gateway_workers=_int("SKYGUARD_GATEWAY_WORKERS", 1),
+        latency_target_ms=_int("SKYGUARD_LATENCY_TARGET_MS", 2000),
+        queue_cutouts=_int("SKYGUARD_QUEUE_CUTOUTS", 0, minimum=0),
         limits=limits,
         latent_sample=_float("SKYGUARD_LATENT_SAMPLE", 1.0, 0.0, 1.0),
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
