@@ -51,6 +51,14 @@ variable                       default                            meaning
                                                                   (1: the adversarial recipe's)
 ``SKYGUARD_CANARY_POPULATION`` ``100``                            one-pixel DE population
 ``SKYGUARD_CANARY_GENERATIONS`` ``30``                            one-pixel DE generations (max)
+``SKYGUARD_MONITOR_ARENAS``    ``2``                              glibc malloc arenas of the
+                                                                  monitor worker (0: glibc's
+                                                                  default, 8 per core)
+``SKYGUARD_MONITOR_TRIM_S``    ``60``                             seconds between the monitor's
+                                                                  returns of free heap to the
+                                                                  system (``malloc_trim``), also
+                                                                  done after each canary run
+                                                                  (0: never)
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
 ``SKYGUARD_API_TOKENS``        (none)                             bearer tokens, comma-separated
@@ -177,6 +185,8 @@ class Settings:
     monitor_backlog: int = 64
     monitor_window: int = 2000
     monitor_timeout_s: float = 10.0
+    monitor_arenas: int = 2
+    monitor_trim_s: float = 60.0
     drift_window: int = 200
     drift_every: int = 100
     drift_alpha: float = 0.05
@@ -247,6 +257,8 @@ def from_env() -> Settings:
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
         monitor_window=_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10),
         monitor_timeout_s=_float("SKYGUARD_MONITOR_TIMEOUT_S", 10.0, 0.01, 600.0),
+        monitor_arenas=_int("SKYGUARD_MONITOR_ARENAS", 2, minimum=0),
+        monitor_trim_s=_float("SKYGUARD_MONITOR_TRIM_S", 60.0, 0.0, 1e7),
         drift_window=_int("SKYGUARD_DRIFT_WINDOW", 200, minimum=4),
         drift_every=_int("SKYGUARD_DRIFT_EVERY", 100),
         drift_alpha=_float("SKYGUARD_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
