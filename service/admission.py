@@ -10,7 +10,8 @@ the service gives every 503 — without reading its body, so a refusal costs the
 decoding, no spooling and no predictor time.
 
 The bound is ``SKYGUARD_QUEUE_CUTOUTS`` when set; otherwise it is the task's measured throughput
-× ``SKYGUARD_LATENCY_TARGET_MS``, never below ``SKYGUARD_MAX_CUTOUTS`` (one largest request).
+× ``SKYGUARD_LATENCY_TARGET_MS`` (``SKYGUARD_MAX_CUTOUTS``, one largest request, until the first
+measurement).
 Throughput is measured here, on the requests this worker answers: cutouts finished per second of
 busy time (time with at least one request of the task in flight), smoothed over samples of at
 least ``SAMPLE_S`` of busy time. A request admitted last then waits about the latency target;
@@ -41,7 +42,7 @@ class TaskQueue:
     task: str
     fixed_bound: int = 0  # > 0: this bound; 0: throughput × target_s
     target_s: float = 2.0
-    floor: int = 256  # the adaptive bound's least value (and its value before a measurement)
+    initial: int = 256  # the adaptive bound before its first measurement
     clock: Callable[[], float] = time.monotonic
     SAMPLE_S: float = 1.0  # busy time per throughput sample [s]
     SMOOTHING: float = 0.3  # weight of a new sample
@@ -57,8 +58,8 @@ class TaskQueue:
         if self.fixed_bound:
             return self.fixed_bound
         if self.rate is None:
-            return self.floor
-        return max(self.floor, int(self.rate * self.target_s))
+            return self.initial
+        return max(1, int(self.rate * self.target_s))
 
     def try_admit(self, cost: int) -> bool:
         """Take ``cost`` cutouts into the queue if they fit (or the queue is empty)."""
@@ -116,17 +117,18 @@ class Admission:
         values: dict[str, int],
         fixed_bound: int = 0,
         target_s: float = 2.0,
-        floor: int = 256,
+        initial: int = 256,
+        most: int = 256,
         on_shed: Callable[[str, int], None] = lambda task, n: None,
         on_depth: Callable[[str, int, int], None] = lambda task, n, bound: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.values = values  # shared: the gateway fills it when its bundles are known
-        self.most = floor
+        self.most = most  # the cost of a request of unknown length (and the most any is charged)
         self.on_shed, self.on_depth = on_shed, on_depth
         self.queues: dict[str, TaskQueue] = {}
-        self._make = lambda task: TaskQueue(task, fixed_bound, target_s, floor, clock)
+        self._make = lambda task: TaskQueue(task, fixed_bound, target_s, initial, clock)
 
     def queue(self, task: str) -> TaskQueue:
         if task not in self.queues:

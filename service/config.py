@@ -21,8 +21,9 @@ variable                       default                            meaning
                                                                   request is shed (503 with
                                                                   Retry-After, before its body
                                                                   is read); 0: throughput ×
-                                                                  latency target, at least
-                                                                  ``SKYGUARD_MAX_CUTOUTS``
+                                                                  latency target
+                                                                  (``SKYGUARD_MAX_CUTOUTS``
+                                                                  until measured)
 ``SKYGUARD_MAX_UPLOAD_BYTES``  ``16777216``                       per FITS file
 ``SKYGUARD_MAX_CUTOUTS``       ``256``                            per request
 ``SKYGUARD_MAX_PIXELS``        ``4000000``                        per HDU, as declared in headers

@@ -613,7 +613,8 @@ Skyguard.add_asgi_middleware(
     values=_CUTOUT_VALUES,
     fixed_bound=SETTINGS.queue_cutouts,
     target_s=SETTINGS.latency_target_ms / 1e3,
-    floor=SETTINGS.limits.max_cutouts,
+    initial=SETTINGS.limits.max_cutouts,
+    most=SETTINGS.limits.max_cutouts,
     on_shed=publish_shed,
     on_depth=publish_queue,
 )

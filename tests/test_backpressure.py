@@ -51,8 +51,8 @@ def test_fixed_bound_admits_up_to_it_and_again_after_release():
 
 def test_adaptive_bound_is_measured_throughput_times_target():
     clock = Clock()
-    q = TaskQueue("lsbg", target_s=2.0, floor=200, clock=clock)
-    assert q.bound == 200 and q.rate is None  # nothing measured yet: the floor
+    q = TaskQueue("lsbg", target_s=2.0, initial=200, clock=clock)
+    assert q.bound == 200 and q.rate is None  # nothing measured yet: the initial bound
     assert q.retry_after_s() == 1
     # 100 cutouts answered in 0.5 s of busy time: below one sample, nothing measured yet
     assert q.try_admit(100)
@@ -77,14 +77,16 @@ def test_adaptive_bound_is_measured_throughput_times_target():
     assert q.bound == 440
 
 
-def test_adaptive_bound_never_below_the_floor():
+def test_a_slow_task_still_admits_one_request_at_a_time():
     clock = Clock()
-    q = TaskQueue("lsbg", target_s=0.1, floor=64, clock=clock)
+    q = TaskQueue("lsbg", target_s=0.1, initial=64, clock=clock)
     assert q.try_admit(10)
     clock.t += 2.0
-    q.release(10)  # 5 cutouts/s × 0.1 s = 0.5
+    q.release(10)  # 5 cutouts/s × 0.1 s = 0.5: the bound is one cutout
     assert q.rate == pytest.approx(5.0)
-    assert q.bound == 64
+    assert q.bound == 1
+    assert q.try_admit(10)  # the empty queue takes a request of any size
+    assert not q.try_admit(1)
 
 
 def _multipart(route: str, files: list[bytes]) -> tuple[dict, bytes]:
