@@ -29,6 +29,30 @@ REJECTED = Counter(
     "Cutouts or requests refused before any model ran, by task and reason",
     ["task", "reason"],
 )
+SHED_REQUESTS = Counter(
+    "skyguard_shed_requests_total",
+    "Requests refused 503 by the gateway's queue bound before their body was read, by task",
+    ["task"],
+)
+SHED_CUTOUTS = Counter(
+    "skyguard_shed_cutouts_total",
+    "Cutouts (estimated from Content-Length) of the requests shed by the queue bound, by task",
+    ["task"],
+)
+# summed over the live gateway workers (each has its own queue and bound)
+QUEUE_CUTOUTS = Gauge(
+    "skyguard_queue_cutouts",
+    "Cutouts (estimated from Content-Length) admitted and not yet answered, by task",
+    ["task"],
+    multiprocess_mode="livesum",
+)
+QUEUE_BOUND = Gauge(
+    "skyguard_queue_bound_cutouts",
+    "Cutouts in flight past which a request is shed (measured throughput x latency target, "
+    "or SKYGUARD_QUEUE_CUTOUTS), by task",
+    ["task"],
+    multiprocess_mode="livesum",
+)
 LATENTS_SENT = Counter(
     "skyguard_latents_sent_total",
     "Latent vectors handed to the monitor, by task",
@@ -227,10 +251,25 @@ def switch_canary_model(task: str, old: str, new: str, attacks: tuple[str, ...])
     init_canaries(task, new, attacks)
 
 
+def publish_shed(task: str, cutouts: int) -> None:
+    """A request of ``cutouts`` (estimated) shed by ``task``'s queue bound."""
+    SHED_REQUESTS.labels(task=task).inc()
+    SHED_CUTOUTS.labels(task=task).inc(cutouts)
+
+
+def publish_queue(task: str, in_flight: int, bound: int) -> None:
+    """``task``'s cutouts in flight and its bound, in this gateway worker."""
+    QUEUE_CUTOUTS.labels(task=task).set(in_flight)
+    QUEUE_BOUND.labels(task=task).set(bound)
+
+
 # --- every label set a process can produce exists from its start, at zero: dashboards show 0,
 # not "no data", and increase() sees the first event ---------------------------------------------
 def init_gateway(tasks: tuple[str, ...], reasons: tuple[str, ...]) -> None:
     for task in tasks:
+        SHED_REQUESTS.labels(task=task)
+        SHED_CUTOUTS.labels(task=task)
+        QUEUE_CUTOUTS.labels(task=task).set(0)
         for reason in reasons:
             REJECTED.labels(task=task, reason=reason)
 

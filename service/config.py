@@ -12,6 +12,18 @@ variable                       default                            meaning
                                                                   that cannot be answered within
                                                                   this is shed (503)
 ``SKYGUARD_GATEWAY_WORKERS``   ``1``                              HTTP/decoding worker processes
+``SKYGUARD_LATENCY_TARGET_MS`` ``2000``                           latency a request is admitted
+                                                                  for: the queue bound is the
+                                                                  task's measured throughput ×
+                                                                  this (``service.admission``)
+``SKYGUARD_QUEUE_CUTOUTS``     ``0``                              cutouts in flight per task and
+                                                                  gateway worker past which a
+                                                                  request is shed (503 with
+                                                                  Retry-After, before its body
+                                                                  is read); 0: throughput ×
+                                                                  latency target
+                                                                  (``SKYGUARD_MAX_CUTOUTS``
+                                                                  until measured)
 ``SKYGUARD_MAX_UPLOAD_BYTES``  ``16777216``                       per FITS file
 ``SKYGUARD_MAX_CUTOUTS``       ``256``                            per request
 ``SKYGUARD_MAX_PIXELS``        ``4000000``                        per HDU, as declared in headers
@@ -40,6 +52,14 @@ variable                       default                            meaning
                                                                   (1: the adversarial recipe's)
 ``SKYGUARD_CANARY_POPULATION`` ``100``                            one-pixel DE population
 ``SKYGUARD_CANARY_GENERATIONS`` ``30``                            one-pixel DE generations (max)
+``SKYGUARD_MONITOR_ARENAS``    ``2``                              glibc malloc arenas of the
+                                                                  monitor worker (0: glibc's
+                                                                  default, 8 per core)
+``SKYGUARD_MONITOR_TRIM_S``    ``60``                             seconds between the monitor's
+                                                                  returns of free heap to the
+                                                                  system (``malloc_trim``), also
+                                                                  done after each canary run
+                                                                  (0: never)
 ``SKYGUARD_MONITOR_TIMEOUT_S`` ``10``                             wait for the monitor before
                                                                   counting latents dropped
 ``SKYGUARD_API_TOKENS``        (none)                             bearer tokens, comma-separated
@@ -159,11 +179,15 @@ class Settings:
     max_batch: int = 64
     max_latency_ms: int = 5000
     gateway_workers: int = 1
+    latency_target_ms: int = 2000
+    queue_cutouts: int = 0  # 0: adaptive (throughput × latency target)
     limits: Limits = field(default_factory=Limits)
     latent_sample: float = 1.0
     monitor_backlog: int = 64
     monitor_window: int = 2000
     monitor_timeout_s: float = 10.0
+    monitor_arenas: int = 2
+    monitor_trim_s: float = 60.0
     drift_window: int = 200
     drift_every: int = 100
     drift_alpha: float = 0.05
@@ -227,11 +251,15 @@ def from_env() -> Settings:
         max_batch=_int("SKYGUARD_MAX_BATCH", 64),
         max_latency_ms=_int("SKYGUARD_MAX_LATENCY_MS", 5000),
         gateway_workers=_int("SKYGUARD_GATEWAY_WORKERS", 1),
+        latency_target_ms=_int("SKYGUARD_LATENCY_TARGET_MS", 2000),
+        queue_cutouts=_int("SKYGUARD_QUEUE_CUTOUTS", 0, minimum=0),
         limits=limits,
         latent_sample=_float("SKYGUARD_LATENT_SAMPLE", 1.0, 0.0, 1.0),
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
         monitor_window=_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10),
         monitor_timeout_s=_float("SKYGUARD_MONITOR_TIMEOUT_S", 10.0, 0.01, 600.0),
+        monitor_arenas=_int("SKYGUARD_MONITOR_ARENAS", 2, minimum=0),
+        monitor_trim_s=_float("SKYGUARD_MONITOR_TRIM_S", 60.0, 0.0, 1e7),
         drift_window=_int("SKYGUARD_DRIFT_WINDOW", 200, minimum=4),
         drift_every=_int("SKYGUARD_DRIFT_EVERY", 100),
         drift_alpha=_float("SKYGUARD_DRIFT_ALPHA", 0.05, 1e-6, 0.5),

@@ -11,6 +11,13 @@ latents, runs the drift tests and the canary schedule, and owns skyguard's monit
   capped at ``SKYGUARD_CANARY_THREADS`` CPU threads and ``SKYGUARD_CANARY_BUDGET_S`` per attack;
   ``run_canaries`` starts a round on request.
 
+* **Memory.** glibc keeps the heap that the canaries' threads (torch autograd, ONNX Runtime,
+  numpy) freed, per malloc arena, so without care the worker's RSS grows round after round to
+  several GB that nothing uses. The worker limits glibc to ``SKYGUARD_MONITOR_ARENAS`` arenas
+  (``mallopt(M_ARENA_MAX)``, before its threads start) and hands free heap back to the system
+  (``malloc_trim(0)``) after every canary run and every ``SKYGUARD_MONITOR_TRIM_S``; each round
+  logs its RSS and heap figures (``bench/memory.py``).
+
 The predictor names the bundle it serves with each batch of latents; a different one (a new
 default model picked up by a restarted predictor) replaces the task's watch and canaries, so the
 monitor always judges the model that answered.
@@ -19,8 +26,12 @@ monitor always judges the model that answered.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import json
 import logging
 import time
+from pathlib import Path
 
 import bentoml
 import numpy as np
@@ -46,6 +57,62 @@ log = logging.getLogger("skyguard.monitor")
 SETTINGS = from_env()
 
 
+# --- glibc's heap ---------------------------------------------------------------------------------
+M_ARENA_MAX = -8  # mallopt's parameter (malloc.h)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+def _libc():
+    """glibc, or None (another C library: nothing to tune)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt, libc.mallinfo2  # noqa: B018 (glibc ≥ 2.33)
+    except (OSError, AttributeError):
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    return libc
+
+
+_LIBC = _libc()
+
+
+def rss_mib() -> float:
+    """This process's resident set [MiB] (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def heap() -> dict[str, float]:
+    """glibc's heap, all arenas [MiB]: in use, free but kept, and mmapped blocks."""
+    if _LIBC is None:
+        return {}
+    m = _LIBC.mallinfo2()
+    mib = 1 / 2**20
+    return {"rss": rss_mib(), "heap_in_use": m.uordblks * mib, "heap_free": m.fordblks * mib,
+            "mmapped": m.hblkhd * mib}  # fmt: skip
+
+
+def trim() -> None:
+    """Hand the free heap of every arena back to the system (glibc's ``malloc_trim(0)``)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def limit_arenas(n: int) -> None:
+    """At most ``n`` malloc arenas from now on (0: glibc's default, 8 per core)."""
+    if _LIBC is not None and n:
+        _LIBC.mallopt(M_ARENA_MAX, n)
+
+
 def _model_label(bundle) -> str:
     """The bundle's store name:version: the canary metrics' ``model`` label, as the canary
     results (``CanaryRunner.model_name``) and ``/v1/robustness`` name it."""
@@ -68,6 +135,7 @@ class Monitor:
     def __init__(self) -> None:
         import torch
 
+        limit_arenas(SETTINGS.monitor_arenas)  # before this worker's threads start
         torch.set_num_threads(SETTINGS.canary_threads)  # this worker must not starve serving
         # schema and sha256 checked here; ONNX parity is the predictor's (it serves the model)
         self.bundles = {t: load_checked(SETTINGS.model_ref(t)) for t in SETTINGS.tasks}
@@ -100,6 +168,13 @@ class Monitor:
             self._spawn(asyncio.to_thread(watch.calibrate_online))
             publish_drift_window(watch.task, watch.fill, None, 0)
         self._spawn(self._canary_schedule())
+        if SETTINGS.monitor_trim_s:
+            self._spawn(self._trim_schedule())
+
+    async def _trim_schedule(self) -> None:
+        while True:
+            await asyncio.sleep(SETTINGS.monitor_trim_s)
+            await asyncio.to_thread(trim)
 
     @bentoml.on_shutdown
     async def _stop(self) -> None:
@@ -205,6 +280,9 @@ class Monitor:
                 duration_s=time.perf_counter() - t0, finished_at=time.time(),
                 error=f"{type(e).__name__}: {e}",
             ).to_dict()  # fmt: skip
+        finally:
+            if SETTINGS.monitor_trim_s:  # what the run freed goes back, not kept per arena
+                trim()
 
     async def _round(self, tasks: list[str], attacks: list[str]) -> list[dict]:
         out = []
@@ -219,6 +297,10 @@ class Monitor:
                     if live:
                         self.canary_results[task][attack] = result
                     out.append(result)
+        # the worker's memory after a round, in its log (bench/memory.py reads it)
+        memory = json.dumps({k: round(v, 1) for k, v in heap().items()})
+        print(f"skyguard monitor: canary round of {len(out)} runs done; memory MiB {memory}",
+              flush=True)  # fmt: skip
         return out
 
     async def _canary_schedule(self) -> None:

@@ -45,8 +45,11 @@ from monitors.metrics import (
     REJECTED,
     init_gateway,
     init_predictor,
+    publish_queue,
+    publish_shed,
 )
 
+from .admission import Admission
 from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
@@ -56,6 +59,9 @@ from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_
 
 log = logging.getLogger("skyguard.service")
 SETTINGS = from_env()
+# task → numbers per cutout (B·H·W) of the gateway's bundles, for the admission bound's estimate
+# of a request's cutouts from its Content-Length; filled by the gateway worker at start
+_CUTOUT_VALUES: dict[str, int] = {}
 Repair = Literal["none", "zero", "median"]
 
 
@@ -359,6 +365,9 @@ class Skyguard:
         self._agreed_at = -np.inf  # time.monotonic() of the last check with the predictor [s]
         self._agreeing = asyncio.Lock()
         init_gateway(tuple(self.specs), REASONS)
+        _CUTOUT_VALUES.update(
+            {t: int(np.prod(s.info["input_shape"])) for t, s in self.specs.items()}
+        )
 
     @bentoml.on_deployment
     def _check_bundles() -> None:
@@ -604,5 +613,19 @@ Skyguard.add_asgi_middleware(BearerAuth, tokens=SETTINGS.api_tokens)
 # a 503 says why and when to retry (BentoML itself answers every 5xx with one generic text)
 Skyguard.add_asgi_middleware(_ShowUnavailable)
 
-# the one request-parsing layer: media type, encoding and multipart checked before BentoML parses
+# a bounded queue of cutouts per task: past it a 503 with Retry-After, before the body is read
+# (service.admission); inside the token check, so a refused token never takes a place
+Skyguard.add_asgi_middleware(
+    Admission,
+    values=_CUTOUT_VALUES,
+    fixed_bound=SETTINGS.queue_cutouts,
+    target_s=SETTINGS.latency_target_ms / 1e3,
+    initial=SETTINGS.limits.max_cutouts,
+    most=SETTINGS.limits.max_cutouts,
+    on_shed=publish_shed,
+    on_depth=publish_queue,
+)
+
+# the one request-parsing layer (inside admission: a request that waits for no place is read
+# by nobody): media type, encoding and multipart checked before BentoML parses
 Skyguard.add_asgi_middleware(RequestGuard, routes=api_routes(Skyguard))

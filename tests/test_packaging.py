@@ -90,7 +90,6 @@ def test_the_openapi_override_holds_on_the_locked_bentoml():
     """service.service overrides ``bentoml.Service.openapi_spec``, which BentoML does not document
     as an extension point: an upgrade must fail here, not in a client's generator."""
     import bentoml
-    from openapi_spec_validator import validate
 
     lock = re.search(r"^bentoml==(\S+)$", (ROOT / "requirements.lock").read_text(), re.M)
     assert bentoml.__version__ == lock.group(1), "BentoML is not the locked version"
@@ -98,6 +97,7 @@ def test_the_openapi_override_holds_on_the_locked_bentoml():
 
     from service.service import Skyguard
 
-    text = json.dumps(Skyguard.openapi_spec.asdict())  # as /docs.json serves it
-    validate(json.loads(text))  # OpenAPI 3.0, as the document declares
+    # what the override fixes (tests/test_service.py validates the whole served document)
+    text = json.dumps(Skyguard.openapi_spec.asdict())
     assert '"type": "file"' not in text and '"type": "tensor"' not in text
+    assert '{"type": "null"}' not in text and '"nullable": true' in text
