@@ -67,6 +67,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.hdu.base import _CorruptedHDU
 
 Repair = Literal["none", "zero", "median"]
 Reason = Literal[
@@ -393,7 +394,15 @@ def _read_hdul(
                 received=pixels,
             )
     for i, hdu in enumerate(hdus):
-        info = hdu.fileinfo()
+        if isinstance(hdu, _CorruptedHDU):  # astropy could not make an HDU of these cards
+            raise InputError(
+                "bad_fits",
+                "this HDU's header is not a valid FITS header (its XTENSION, BITPIX, NAXISn, "
+                "PCOUNT or GCOUNT cards cannot be parsed); astropy cannot read it",
+                _where(name, i, hdu),
+            )
+        with _decoding(_where(name, i, hdu), "cannot be read as FITS"):
+            info = hdu.fileinfo()
         end = info["datLoc"] + info["datSpan"]
         if end > size:
             raise InputError(

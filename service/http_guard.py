@@ -158,7 +158,7 @@ def _detail_text(detail: Any) -> str:
 
 
 async def _answer(send: Send, status: int, body: dict, headers: list | None = None) -> None:
-    data = json.dumps(body).encode()
+    data = json.dumps(body, ensure_ascii=False).encode()
     await send({
         "type": "http.response.start",
         "status": status,
@@ -195,7 +195,7 @@ class UniformErrors:
                 keep = [(k, v) for k, v in held.get("headers", [])
                         if k.lower() not in (b"content-type", b"content-length")]  # fmt: skip
                 start, held = held, None
-                data = json.dumps(error_body(status, b"".join(chunks))).encode()
+                data = json.dumps(error_body(status, b"".join(chunks)), ensure_ascii=False).encode()
                 keep += [(b"content-type", b"application/json"),
                          (b"content-length", str(len(data)).encode())]  # fmt: skip
                 await send({**start, "headers": keep})
@@ -415,9 +415,7 @@ def document_errors(spec: dict, routes: Mapping[str, Route]) -> dict:
     send: a 500 is a fault, never an answer)."""
     spec = dict(spec)
     components = dict(spec.get("components") or {})
-    schemas = {k: v for k, v in (components.get("schemas") or {}).items()
-               if k not in ("InvalidArgument", "NotFound", "InternalServerError")}  # fmt: skip
-    schemas["Error"] = ERROR_SCHEMA
+    schemas = {**(components.get("schemas") or {}), "Error": ERROR_SCHEMA}
     components["schemas"] = schemas
     spec["components"] = components
     body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}

@@ -239,21 +239,59 @@ def test_hostile_files(server, route, files, status, text):
     assert httpx.get(f"{server}/readyz").status_code == 200
 
 
+_NO_BOUNDARY = {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}}
+
+
 @pytest.mark.parametrize(
-    ("route", "kwargs", "status"),
+    ("route", "kwargs", "status", "reason"),
     [
-        ("morphology", {"content": b"plain text", "headers": {"content-type": "text/plain"}}, 400),
-        ("morphology", {"content": b""}, 400),
-        ("morphology", {"json": {"cutouts": "x"}}, 400),
-        ("morphology_array", {"json": {"images": [[1, 2], [3, 4]]}}, 400),
-        ("morphology_array", {"json": {"images": "not an array"}}, 400),
-        ("photoz_array", {"json": {"images": np.zeros((1, 5, 64, 64)).tolist()}}, 400),
+        (
+            "morphology",
+            {"content": b"plain text", "headers": {"content-type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
+        ("morphology", {"content": b""}, 415, "unsupported_media_type"),
+        ("morphology", {"json": {"cutouts": "x"}}, 415, "unsupported_media_type"),
+        (
+            "morphology",
+            {"data": {"cutouts": "http://example.org/a.fits"}},
+            415,
+            "unsupported_media_type",
+        ),
+        ("morphology", {"files": {"cutouts": (None, b"/etc/hostname")}}, 400, "text_part"),
+        (
+            "lsbg",
+            {"files": [("cutouts", ("a.fits", _cube("lsbg"))), ("cutouts", (None, b"x"))]},
+            400,
+            "text_part",
+        ),
+        ("photoz", _NO_BOUNDARY, 400, "bad_multipart"),
+        ("photoz_array", _NO_BOUNDARY, 415, "unsupported_media_type"),
+        (
+            "lsbg_array",
+            {"json": {}, "headers": {"content-encoding": "gzip"}},
+            415,
+            "unsupported_encoding",
+        ),
+        ("morphology_array", {"json": {"images": [[1, 2], [3, 4]]}}, 400, "wrong_shape"),
+        ("morphology_array", {"json": {"images": "not an array"}}, 400, "bad_dtype"),
+        (
+            "photoz_array",
+            {"json": {"images": np.zeros((1, 5, 64, 64)).tolist()}},
+            400,
+            "bad_request",
+        ),
     ],
 )
-def test_hostile_requests(server, route, kwargs, status):
+def test_hostile_requests(server, route, kwargs, status, reason):
+    """Refused with its status, in the one error shape ``{"error", "reason"}`` (JSON)."""
     r = httpx.post(f"{server}/{route}", timeout=60, **kwargs)
-    assert 400 <= r.status_code < 500 and r.status_code == status, r.text
-    assert r.json()  # a JSON body with a message
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert set(body) == {"error", "reason"} and body["reason"] == reason, body
+    assert body["error"]
 
 
 def test_mixed_batch_answers_the_good_ones(server):
