@@ -22,7 +22,6 @@ Everything is configured by ``SKYGUARD_*`` environment variables (``service.conf
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import errno
 import json
 import logging
@@ -52,7 +51,8 @@ from monitors.metrics import (
 from .admission import Admission
 from .auth import BearerAuth, document, hide_paths
 from .config import from_env
-from .fits_input import REASONS, Cutout, InputError, from_array, read_fits
+from .errors import UNAVAILABLE_NOTES, InputError, RequestRefused, Unavailable
+from .fits_input import REASONS, Cutout, from_array, read_fits
 from .http_guard import RequestGuard, UniformErrors, api_routes, document_errors
 from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
@@ -110,35 +110,9 @@ class _Service(bentoml.Service):
         return _FixedSpec(super().openapi_spec)
 
 
-class RequestRefused(InvalidArgument):
-    """A request that cannot be served at all: 400, or 413 when it is too large."""
-
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.error_code = status
-
-
-# why the request being served cannot be answered now (message, Retry-After [s]), noted by an
-# ``Unavailable`` or an upload that could not be stored: BentoML answers every 5xx with one
-# generic text, so ``_ShowUnavailable`` puts the reason back. A list set per request by the
-# middleware: tasks started below copy the context, so they share the list, not a value.
-_UNAVAILABLE: contextvars.ContextVar[list[tuple[str, int]]] = contextvars.ContextVar("unavailable")
 # OSErrors that mean the server's temporary storage is full or not writable: not the client's
 # fault, a 503 (the upload is spooled to $TMPDIR by Starlette and copied there by BentoML)
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES})
-
-
-class Unavailable(BentoMLException):
-    """The service cannot answer now, through no fault of the request (its predictor is down,
-    restarting or failing): 503 with ``Retry-After`` [s] and this message (``_ShowUnavailable``).
-    """
-
-    error_code = HTTPStatus.SERVICE_UNAVAILABLE
-
-    def __init__(self, message: str, retry_after_s: int = 5) -> None:
-        super().__init__(message)
-        if (box := _UNAVAILABLE.get(None)) is not None:
-            box.append((message, retry_after_s))
 
 
 class _StorageFault(logging.Filter):
@@ -149,7 +123,7 @@ class _StorageFault(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         e = record.exc_info[1] if record.exc_info else None
         if isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS:
-            if (box := _UNAVAILABLE.get(None)) is not None:
+            if (box := UNAVAILABLE_NOTES.get(None)) is not None:
                 name = errno.errorcode.get(e.errno, str(e.errno))
                 box.append((f"the server cannot store the upload now ({name}: {e.strerror}); "
                             "retry later", 30))  # fmt: skip
@@ -172,7 +146,7 @@ class _ShowUnavailable:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         box: list[tuple[str, int]] = []
-        token = _UNAVAILABLE.set(box)
+        token = UNAVAILABLE_NOTES.set(box)
         ours: bytes | None = None  # the body that replaces BentoML's
 
         async def amend(message: dict) -> None:
@@ -201,7 +175,7 @@ class _ShowUnavailable:
         try:
             await self.app(scope, receive, amend)
         finally:
-            _UNAVAILABLE.reset(token)
+            UNAVAILABLE_NOTES.reset(token)
 
 
 def _unavailable(e: BaseException) -> Unavailable:

@@ -261,7 +261,8 @@ def test_predictor_failures_are_503_with_their_reason(bundles):
     import aiohttp
     import numpy as np
 
-    from service.service import Skyguard, Unavailable
+    from service.errors import Unavailable
+    from service.service import Skyguard
 
     class Failing:  # the predictor's client, failing as a dead, a slow or a broken worker does
         def __init__(self, error: Exception) -> None:
