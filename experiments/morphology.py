@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -48,6 +49,9 @@ from experiments.morphology_inputs import (
     trained_on,
 )
 from training.attacks.onepixel import OnePixelResult, StopRule, one_pixel, torch_predictor
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: Defaults sized for 30 minutes on a 2-core CPU (see the module docstring).
 POPULATION = 100
@@ -78,7 +82,7 @@ def _concat(parts: list[OnePixelResult]) -> OnePixelResult:
 
 
 def attack_images(
-    net,
+    net: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
     *,

@@ -32,11 +32,17 @@ import argparse
 import math
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import report as rp
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from training.data import Split
 
 TASK = "photoz"
 ARCHITECTURES = ("simple_cnn", "inception")
@@ -112,7 +118,14 @@ def read_test(data_root: str | Path, n_test: int | None = None):
 
 
 def make_adversarial(
-    net, split, edges: np.ndarray, attack: str, setting: dict, *, progress: bool, desc: str
+    net: nn.Module,
+    split: Split,
+    edges: np.ndarray,
+    attack: str,
+    setting: dict,
+    *,
+    progress: bool,
+    desc: str,
 ) -> np.ndarray:
     """Untargeted ``attack`` ("fgsm", "pgd_linf", "pgd_l2"; ``setting`` from
     :func:`attack_settings`) of ``net`` on split.x [N, C, H, W], the target the z_spec bin,
@@ -140,9 +153,12 @@ def make_adversarial(
     return np.concatenate(out).astype(np.float32)
 
 
-def score(net, split, edges: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """z_phot [N] (p(z) mean) of ``net`` on split.x, or on ``x`` in its place (same objects),
-    and 003's scores of it against split.y."""
+def score(
+    net: nn.Module, split: Split, edges: np.ndarray, x: np.ndarray | None = None
+) -> tuple[np.ndarray, dict]:
+    """z_phot [N] (p(z) mean, redshift) of ``net`` on split.x [N, C, H, W], or on ``x`` [N, C, H,
+    W] in its place (same objects), and 003's scores of it against split.y [N]; ``edges``
+    [K + 1] the z-bin edges."""
     from training.data import Split
     from training.metrics import pdf_mean, photoz_scores
     from training.trainer import predict
@@ -301,6 +317,7 @@ def run_photoz(
     z_phot: dict[str, np.ndarray] = {}
 
     def attacked(model: str, attack: str) -> np.ndarray:
+        """x_adv [N, C, H, W] float32 of ``attack`` against ``model`` (made once, then reused)."""
         key = f"{model}/{attack}"
         if key not in images:
             images[key] = make_adversarial(

@@ -143,6 +143,7 @@ def draw_scene(
 
 
 def normalised(a: np.ndarray) -> np.ndarray:
+    """A light map [M, M] clipped at 0 and scaled to sum to 1 (left at 0 if it sums to 0)."""
     a = np.clip(a, 0.0, None)
     s = a.sum()
     return a / s if s > 0 else a
