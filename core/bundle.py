@@ -103,6 +103,7 @@ class Bundle:
 
     @property
     def z_edges(self) -> np.ndarray | None:
+        """Photo-z bin edges [K + 1] float64 (redshift); None for a classifier."""
         e = self.info.get("z_bin_edges")
         return None if e is None else np.asarray(e, dtype=np.float64)
 
@@ -119,10 +120,16 @@ class Bundle:
         return np.load(self.path / "reference_latents.npy")
 
     def canaries(self) -> dict[str, np.ndarray]:
+        """Raw canary cutouts: ``images`` [M, C, H, W] float32 (electrons), ``index`` [M] int64
+        (dataset rows), ``labels`` [M] int64, or for photo-z ``z`` [M] float32 (redshift),
+        ``ebv`` [M] float32 (E(B−V), mag) and ``magzp`` [M, B] float64 (AB mag of one electron)."""
         with np.load(self.path / "canaries.npz") as f:
             return {k: f[k] for k in f.files}
 
     def parity_data(self) -> dict[str, np.ndarray]:
+        """Held-out preprocessed inputs and torch's outputs for them: ``image`` [P, C, H, W]
+        float32 (photo-z also ``ebv`` [P] float32, mag), ``torch_probs`` (photo-z
+        ``torch_pdf``) [P, K] float32 and ``torch_latent`` [P, D] float32."""
         with np.load(self.path / "parity.npz") as f:
             return {k: f[k] for k in f.files}
 
@@ -182,7 +189,8 @@ def read_bundle(path: str | Path, check_files: bool = True) -> Bundle:
 
 
 def max_parity_error(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, float]:
-    """Scaled largest differences per output: absolute for probs/pdf, relative for latent."""
+    """Scaled largest differences per output name, for outputs [N, K] (probs/pdf: absolute) and
+    [N, D] (latent: relative to max(1, its largest magnitude)); shapes must match."""
     if set(got) != set(ref):
         raise BundleError(f"outputs {sorted(got)}, expected {sorted(ref)}")
     out = {}
@@ -207,9 +215,7 @@ def onnx_session(
     ``spin=False`` stops the CPU thread pool from busy-waiting between operators. Spinning is
     ONNX Runtime's default and the fastest when the session owns the cores; a session that
     shares them with other busy processes (the service's predictor beside its gateway workers)
-    loses the cycles its idle threads spin away: 76 → 91 cutouts/s through ``bentoml serve``
-    for the ResNet18 morphology model on 2 cores, one of them kept busy by another process
-    (a one-thread training run), 4 concurrent requests of 8 FITS cutouts.
+    loses the cycles its idle threads spin away (figures: docs/benchmarks.md, serving).
     """
     import onnxruntime as ort
 

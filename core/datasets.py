@@ -28,7 +28,8 @@ SPLIT_FRACTIONS = (0.7, 0.1, 0.2)
 
 
 def make_splits(n: int, seed: int) -> np.ndarray:
-    """[n] int8 split codes, 70/10/20 by a seeded permutation (identical for paired domains)."""
+    """Split codes [N] int8 for N = ``n`` objects (0 train, 1 val, 2 test), 70/10/20 by a seeded
+    permutation (identical for paired domains)."""
     order = np.random.default_rng(
         np.random.SeedSequence([seed, 0x5B1]).generate_state(1)[0]
     ).permutation(n)
@@ -61,12 +62,16 @@ class DatasetWriter:
         self._label_kind = label_kind
 
     def write(self, index: int, image: np.ndarray) -> None:
+        """Store object ``index``'s image [B, H, W] (raw electrons, sky subtracted; as float32)."""
         self._f["images"][index] = image
 
     def finish(
         self, truth: list[dict[str, float]], split: np.ndarray, extra_attrs: dict | None = None
     ) -> None:
-        """Write labels, truth (keys missing for an object's class are NaN), split and attributes."""
+        """Write labels, truth (keys missing for an object's class are NaN), split and attributes.
+
+        ``truth``: one dict per object, in index order (``label``, or ``z`` and ``ebv``, and the
+        simulation's parameters); ``split`` [N] int8 codes (``make_splits``)."""
         kw = {"track_times": False}
         if self._label_kind == "class":
             self._f.create_dataset(
@@ -121,10 +126,11 @@ class Dataset:
         return self.file["images"]
 
     def truth(self, key: str) -> np.ndarray:
+        """Truth parameter ``key`` [N] float64, in the simulation's units (NaN where undefined)."""
         return self.file["truth"][key][()]
 
     def indices(self, split: str) -> np.ndarray:
-        """Object indices of ``split`` ('train', 'val' or 'test')."""
+        """Object indices [M] int64, ascending, of ``split`` ('train', 'val' or 'test')."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return np.flatnonzero(self.file["split"][()] == SPLITS.index(split))

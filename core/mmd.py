@@ -87,8 +87,9 @@ def sigmas_for(d2: Tensor, bandwidth: Bandwidth | Sequence[float]) -> Tensor:
 
 
 def gaussian_kernel(d2: Tensor, sigmas: Tensor, inplace: bool = False) -> Tensor:
-    """Σ_σ exp(−d² / 2σ²), elementwise over a squared-distance matrix (accumulated width by
-    width, so memory stays that of one matrix).
+    """Σ_σ exp(−d² / 2σ²), elementwise over a squared-distance matrix d2 [N, M] (latent units²)
+    for widths ``sigmas`` [S] (latent units): [N, M], d2's dtype (accumulated width by width, so
+    memory stays that of one matrix).
 
     ``inplace`` (no gradient only): d2 is a scratch buffer the caller gives up; with one width
     the kernel is written into it (no new N×M buffer), with several it serves as the scratch."""
@@ -122,7 +123,8 @@ def kernel_matrix(z: Tensor, bandwidth: Bandwidth | Sequence[float] = "multi") -
 
 
 def mmd2_from_kernel(k: Tensor, n_x: int) -> Tensor:
-    """Unbiased MMD² from a pooled kernel matrix whose first ``n_x`` rows/columns are sample x."""
+    """Unbiased MMD² (a 0-d tensor) from a pooled kernel matrix k [N_x + N_y, N_x + N_y] whose
+    first ``n_x`` rows/columns are sample x."""
     n_y = k.shape[0] - n_x
     if n_x < 2 or n_y < 2:
         raise ValueError(f"need at least two vectors in each sample, got {n_x} and {n_y}")

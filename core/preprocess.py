@@ -105,9 +105,9 @@ def plane_percentiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
 
     Each plane is sorted in ``x``'s own dtype (exact: a float32 → float64 cast keeps order and
     value) and the order statistics are interpolated in float64 as numpy does. numpy's SIMD
-    sort beats the multi-index ``np.partition`` that ``np.percentile`` runs: 0.36 → 0.06 ms
-    of the 0.74 ms the whole stretch took per 3×100×100 float32 cutout here, the service's
-    main preprocessing cost.
+    sort beats the multi-index ``np.partition`` that ``np.percentile`` runs, and the stretch's
+    percentiles are the service's main preprocessing cost (figures: docs/benchmarks.md,
+    serving).
     """
     if not all(0 <= q <= 100 for q in qs):
         raise ValueError(f"percentiles must be in the range [0, 100], got {list(qs)}")
@@ -153,8 +153,8 @@ class FluxScale:
     ``unit_nmgy`` is the flux one input unit stands for: input = flux [nmgy] / unit_nmgy. 003's
     SDSS galaxies (r < 17.8) reach tens of nanomaggies per pixel; ours (r < 19.8, LSST pixels
     0.2″) reach ~1 and the sky noise is ~1e-3, so in nanomaggies the signal is ~100× smaller than
-    the networks' 0.1 initial biases and a few epochs learn only the redshift prior (measured:
-    σ_MAD 0.069, η 47% on both domains). Photo-z uses unit_nmgy = 0.01; attack budgets are then
+    the networks' 0.1 initial biases and a few epochs learn only the redshift prior (figures:
+    docs/training.md, preprocessing). Photo-z uses unit_nmgy = 0.01; attack budgets are then
     given in these units (003's ε = 0.01 nmgy is 1.0).
     """
 

@@ -66,10 +66,12 @@ def score_binary(y: np.ndarray, p_pos: np.ndarray, n_boot: int = N_BOOT, seed: i
     y, p_pos = np.asarray(y), np.asarray(p_pos)
 
     def scores(idx: np.ndarray) -> dict:
+        """``binary_scores`` and F1 of the objects ``idx`` [M]."""
         s = binary_scores(y[idx], p_pos[idx])
         return {**s, "f1": f1_of(s)}
 
     def quiet(idx: np.ndarray) -> dict:
+        """``scores`` of a resample ``idx`` [N]; {} where it is undefined."""
         with warnings.catch_warnings():  # one-class resamples: AUC undefined, skipped
             warnings.simplefilter("ignore")
             try:
@@ -90,7 +92,8 @@ def flip_labels(data: TaskData, p: float, seed: int = 0) -> tuple[TaskData, np.n
     §6.3 does: an equal number of LSBGs and artifacts (the odd one an LSBG), each drawn without
     replacement with ``seed``, so the class balance is kept; a class too small for its half gives
     all it has and the other class the rest. Validation, test and the target domain are the same
-    objects. Returns the copy and the flipped rows (sorted)."""
+    objects. Returns the copy and the flipped rows [M] (M = round(p·N), sorted, into the source
+    training split)."""
     if not 0 <= p <= 1:
         raise ValueError(f"label-noise fraction must lie in [0, 1], got {p}")
     train = data.source.splits["train"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -49,6 +50,9 @@ from experiments.morphology_inputs import (
 )
 from training.attacks.onepixel import OnePixelResult, StopRule, one_pixel, torch_predictor
 
+if TYPE_CHECKING:
+    from torch import nn
+
 #: Defaults sized for 30 minutes on a 2-core CPU (see the module docstring).
 POPULATION = 100
 GENERATIONS = 40
@@ -57,8 +61,8 @@ N_ATTACK = 150
 N_ISOMAP = 250
 #: Images per ``one_pixel`` call: the progress bar's step (each call still batches its images).
 ATTACK_CHUNK = 10
-#: Images per forward pass on a CPU. The ConvNet runs ~2× faster a row at 32 than at 256
-#: (≈ 900 against 480 images/s on one thread here: activations stay in cache); GPUs want more.
+#: Images per forward pass on a CPU: small batches keep the activations in cache (the ConvNet runs
+#: about twice as fast a row at 32 as at 256: docs/benchmarks.md, attack speed); GPUs want more.
 CPU_BATCH, GPU_BATCH = 32, 4096
 #: Why an architecture left out of ``architectures`` is missing from the report.
 SKIP_REASON = (
@@ -78,7 +82,7 @@ def _concat(parts: list[OnePixelResult]) -> OnePixelResult:
 
 
 def attack_images(
-    net,
+    net: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
     *,

@@ -32,28 +32,27 @@ import argparse
 import math
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import report as rp
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from training.data import Split
+
 TASK = "photoz"
 ARCHITECTURES = ("simple_cnn", "inception")
 #: Default scale, sized for ≤ 30 min on a 2-core CPU: objects of the dataset used for training
 #: (70 % of them in the train split), epochs, and deep test objects scored and attacked. N_MAX is
 #: the 2,000 objects a clean clone simulates (``runs.DEFAULT_N``): all 1,400 of its training
-#: objects. The simple CNN does not learn photo-z from so few objects (regular model,
-#: one torch thread, 400 deep test objects: η 41 % after 1 epoch, 36 % after 3–4, where a
-#: constant z_phot at the training mean scores 41 %; lr 3e-4 or 3e-3, batch 16, 003's lr 0.01
-#: with ε 0.1, 4,200 training objects, or an arcsinh of the inputs all stay at η 33–45 % after
-#: at most 8,400 images), so the report warns; the former default (800 objects, 5 epochs) had
-#: η 47 %. Measured: ``skyguard experiment photoz`` on a clean clone (its 2,000-object
-#: simulation included), one torch thread, 26 min wall; clean η 39.5 % on the 200 attacked
-#: objects. With more objects it learns: the quick recipe on 8,400 training objects (12,000
-#: simulated), 10 epochs, 734 s at two threads, reaches deep σ_MAD 0.0102, η 0.29 % (003: 0.011,
-#: 1 %); four of the seven models at that scale took 2 h 18 min of training here (README), hence
-#: the warning rather than that scale.
+#: objects. The simple CNN does not learn photo-z from so few objects (hardly better than a constant
+#: z_phot), so the report warns; it does learn from ~8,400, but training the seven models at that
+#: scale takes hours on such a CPU, hence the warning rather than that scale (figures and what
+#: was tried: docs/science.md, photoz).
 N_MAX, EPOCHS, N_TEST = 2000, 4, 200
 #: ``--full``: the whole dataset, the quick recipe's 10 epochs, the whole test split.
 FULL = {"n_max": None, "epochs": 10, "n_test": None}
@@ -112,7 +111,14 @@ def read_test(data_root: str | Path, n_test: int | None = None):
 
 
 def make_adversarial(
-    net, split, edges: np.ndarray, attack: str, setting: dict, *, progress: bool, desc: str
+    net: nn.Module,
+    split: Split,
+    edges: np.ndarray,
+    attack: str,
+    setting: dict,
+    *,
+    progress: bool,
+    desc: str,
 ) -> np.ndarray:
     """Untargeted ``attack`` ("fgsm", "pgd_linf", "pgd_l2"; ``setting`` from
     :func:`attack_settings`) of ``net`` on split.x [N, C, H, W], the target the z_spec bin,
@@ -140,9 +146,12 @@ def make_adversarial(
     return np.concatenate(out).astype(np.float32)
 
 
-def score(net, split, edges: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-    """z_phot [N] (p(z) mean) of ``net`` on split.x, or on ``x`` in its place (same objects),
-    and 003's scores of it against split.y."""
+def score(
+    net: nn.Module, split: Split, edges: np.ndarray, x: np.ndarray | None = None
+) -> tuple[np.ndarray, dict]:
+    """z_phot [N] (p(z) mean, redshift) of ``net`` on split.x [N, C, H, W], or on ``x`` [N, C, H,
+    W] in its place (same objects), and 003's scores of it against split.y [N]; ``edges``
+    [K + 1] the z-bin edges."""
     from training.data import Split
     from training.metrics import pdf_mean, photoz_scores
     from training.trainer import predict
@@ -301,6 +310,7 @@ def run_photoz(
     z_phot: dict[str, np.ndarray] = {}
 
     def attacked(model: str, attack: str) -> np.ndarray:
+        """x_adv [N, C, H, W] float32 of ``attack`` against ``model`` (made once, then reused)."""
         key = f"{model}/{attack}"
         if key not in images:
             images[key] = make_adversarial(

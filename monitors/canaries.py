@@ -38,9 +38,7 @@ ATTACKS = ("onepixel", *GRADIENT_ATTACKS)
 PHOTOZ_FLIP = 0.05
 
 #: Rows per model call of the one-pixel canary. On a CPU session small batches keep the
-#: activations in cache: ``one_pixel`` on the quick morphology ConvNet's ONNX session at one
-#: thread, as the canary calls it (2 images per call: 200 rows a generation; ≤ 30 generations,
-#: stop at the flip), 16 images, took 0.92 / 1.01 / 1.21–1.26 s per image at 16 / 32 / 256 rows.
+#: activations in cache (timings: docs/benchmarks.md, attack speed); GPUs want large ones.
 ONEPIXEL_CPU_BATCH, ONEPIXEL_GPU_BATCH = 16, 4096
 
 
@@ -171,6 +169,7 @@ class CanaryRunner:
         first = np.full(len(x), np.nan)
 
         def record(k: int, adv: torch.Tensor) -> None:
+            """Note step k for the canaries that PGD's iterate adv [n, C, H, W] first flips."""
             with torch.no_grad():
                 probs = torch.softmax(self.net(adv, *extra), 1).numpy()
             hit = self._flipped(probs, sl) & np.isnan(first)

@@ -84,10 +84,9 @@ class MMDDrift:
     alpha : level of ``predict``
     seed : seeds the permutations (each ``score`` call draws new ones from the same stream)
     precision : "float32" (default: the latents' own precision) or "float64" for the kernel
-        matrix and the permutation product. float32 is about 1.7× faster and takes half the
-        memory; measured at N_ref = N = 5,000, D = 256 (``bench/drift.py``), it moves the
-        statistic by up to 1.6e-7, about 1 % of the spread of its permutation distribution, and
-        the p-values did not change
+        matrix and the permutation product. float32 is faster and takes half the memory; the
+        rounding it adds to the statistic is far inside the spread of its permutation
+        distribution, so the p-values stay the same (figures: docs/benchmarks.md, monitoring)
     """
 
     def __init__(
@@ -161,7 +160,8 @@ class MMDDrift:
         return d2
 
     def predict(self, x: np.ndarray) -> dict:
-        """``score`` plus the decision at level ``alpha``: drift when p < α."""
+        """``score`` of a window x [N, D] of latents, plus the decision at level ``alpha``:
+        drift when p < α."""
         s = self.score(x)
         return {
             "is_drift": bool(s.p_value < self.alpha),

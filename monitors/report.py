@@ -30,6 +30,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -40,8 +41,13 @@ from core.bundle import Bundle, onnx_session, run_onnx
 from .drift import MMDDrift
 from .online import OnlineMMDDrift
 
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
-def test_latents(bundle: Bundle, session, domain: str, batch: int = 256) -> np.ndarray:
+
+def test_latents(
+    bundle: Bundle, session: InferenceSession, domain: str, batch: int = 256
+) -> np.ndarray:
     """Latents [N_test, D] of the test split of the bundle's ``source`` or ``target`` dataset,
     from ``session`` (an ONNX Runtime session on the bundle's model)."""
     path = Path(bundle.info["datasets"][domain]["path"])
@@ -59,7 +65,8 @@ def windowed_trials(
     reference: np.ndarray, latents: np.ndarray, window: int, trials: int, alpha: float,
     n_permutations: int, seed: int, desc: str,
 ) -> dict:  # fmt: skip
-    """p-values and statistics [trials] of windows drawn from ``latents``."""
+    """p-values and MMD² statistics [T] (T = ``trials``) of windows of ``window`` latents drawn
+    from ``latents`` [N, D] and tested against ``reference`` [N_ref, D]."""
     det = MMDDrift(reference, n_permutations=n_permutations, alpha=alpha, seed=seed)
     rng = np.random.default_rng(seed)
     p, stat = np.empty(trials), np.empty(trials)
@@ -74,7 +81,8 @@ def exchangeable_trials(
     n_permutations: int, seed: int, desc: str,
 ) -> dict:  # fmt: skip
     """The test's unconditional level: each trial draws a fresh reference (as many latents as the
-    bundle's) and a window from the pooled held-out source latents (reference ∪ source test)."""
+    bundle's) and a window from the pooled held-out source latents (reference [N_ref, D] ∪
+    source test [N, D]); p-values [T] (T = ``trials``)."""
     pool = np.concatenate([reference, source])
     rng = np.random.default_rng(seed)
     p = np.empty(trials)
@@ -90,7 +98,9 @@ def online_trials(
     reference: np.ndarray, source: np.ndarray, target: np.ndarray, window: int, ert: int,
     streams: int, seed: int,
 ) -> dict:  # fmt: skip
-    """Run lengths on source streams (ERT estimate) and delays on target streams."""
+    """Run lengths on source streams (ERT estimate, in latents) and delays on target streams
+    (latents to the first alarm), for latents reference [N_ref, D], source [N, D] and target
+    [M, D] fed one at a time."""
     t0 = time.perf_counter()
     try:
         det = OnlineMMDDrift(reference, window=window, ert=ert, seed=seed)

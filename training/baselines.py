@@ -41,6 +41,7 @@ class FittedBaseline:
     params: dict
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """P(label 1: LSBG) [M] float64 for features x [M, F] (NaN where nothing was detected)."""
         return self.model.predict_proba(_complete(x, self.medians))[:, 1]
 
 
@@ -134,7 +135,8 @@ def compare(
             p = model.predict_proba(feats[name, "test"])
             s = binary_scores(y_test, p)
 
-            def boot(idx: np.ndarray, y=y_test, p=p) -> dict:
+            def boot(idx: np.ndarray, y: np.ndarray = y_test, p: np.ndarray = p) -> dict:
+                """Scores of one resample ``idx`` [N] (with replacement) of labels y [N], P(LSBG) p [N]."""
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     return binary_scores(y[idx], p[idx])

@@ -50,6 +50,7 @@ class Split:
         return len(self.x)
 
     def subset(self, idx: np.ndarray) -> Split:
+        """The rows ``idx`` [M] (integer indices or an [N] bool mask) of every array."""
         return Split(
             self.x[idx],
             self.y[idx],

@@ -59,12 +59,15 @@ class _Exported(nn.Module):
         self.net = net
 
     def forward(self, image: Tensor, *ebv: Tensor) -> tuple[Tensor, Tensor]:
+        """Preprocessed images [N, C, H, W] (and E(B−V) [N, 1], mag) → probabilities [N, K]
+        and latent [N, D]."""
         latent = self.net.features(image, *ebv)
         return torch.softmax(self.net.head(latent), dim=1), latent
 
 
 class _ExportedEbv(_Exported):
     def forward(self, image: Tensor, ebv: Tensor) -> tuple[Tensor, Tensor]:  # named for ONNX
+        """Images [N, C, H, W] and E(B−V) [N, 1] (mag) → p(z) [N, K] and latent [N, D]."""
         return super().forward(image, ebv)
 
 
@@ -116,7 +119,8 @@ def evaluate(model: nn.Module, data: TaskData, batch_size: int = 256, n_boot: in
             if data.task == "lsbg":
                 s.update(binary_scores(split.y, probs[:, 1]))
 
-                def boot(idx: np.ndarray, y=split.y, p=probs) -> dict:
+                def boot(idx: np.ndarray, y: np.ndarray = split.y, p: np.ndarray = probs) -> dict:
+                    """Scores of one resample ``idx`` [N] (with replacement) of labels y [N], probs p [N, 2]."""
                     with warnings.catch_warnings():  # one-class resamples: AUC is NaN, skipped
                         warnings.simplefilter("ignore")
                         return binary_scores(y[idx], p[idx, 1])

@@ -25,7 +25,8 @@ MORPHOLOGY_CLASSES = ("spiral", "elliptical", "merger")
 
 
 def gm20_class(gini: np.ndarray | float, m20: np.ndarray | float) -> np.ndarray:
-    """Class index (0 spiral, 1 elliptical, 2 merger) from the 002 §2.1 boundaries."""
+    """Class index (0 spiral, 1 elliptical, 2 merger), int, of Gini and M20 [N] (or scalars,
+    dimensionless; any broadcastable shape) from the 002 §2.1 boundaries."""
     g, m = np.asarray(gini, dtype=float), np.asarray(m20, dtype=float)
     merger = g > -0.14 * m + 0.33
     elliptical = g > (0.693 * m + 3.96) / 4.95

@@ -19,7 +19,8 @@ from sklearn import metrics as skm
 
 
 def classification_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
-    """Accuracy, weighted precision / recall / F1 and the confusion matrix (rows: true class)."""
+    """Accuracy, weighted precision / recall / F1 and the confusion matrix [K, K] (rows: true
+    class; K = ``num_classes``) of predicted classes ``y_pred`` [N] against ``y_true`` [N]."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     p, r, f1, _ = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=range(num_classes), average="weighted", zero_division=0
@@ -53,7 +54,8 @@ def bootstrap_intervals(
     level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of every scalar that ``score(indices)`` returns, resampling
-    the ``n`` test objects with replacement ``n_boot`` times (004 §6.1)."""
+    the ``n`` test objects with replacement ``n_boot`` times (004 §6.1): ``indices`` [N] int64,
+    N = ``n``, drawn with replacement."""
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     for _ in range(n_boot):
@@ -77,7 +79,8 @@ def pdf_mean(pdf: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def photoz_scores(z_phot: np.ndarray, z_spec: np.ndarray, outlier: float = 0.05) -> dict:
-    """003 §3.1: bias, σ_MAD and outlier fraction η of δz = (z_phot − z_spec) / (1 + z_spec)."""
+    """003 §3.1: bias, σ_MAD and outlier fraction η of δz = (z_phot − z_spec) / (1 + z_spec),
+    for redshifts z_phot [N] and z_spec [N]."""
     z_phot, z_spec = np.asarray(z_phot, dtype=np.float64), np.asarray(z_spec, dtype=np.float64)
     dz = (z_phot - z_spec) / (1 + z_spec)
     return {

@@ -98,8 +98,9 @@ def distance_summary(d: np.ndarray) -> dict[str, float]:
 
 
 def js_bin_edges(d_a: np.ndarray, d_b: np.ndarray, bins: int | np.ndarray = JS_BINS) -> np.ndarray:
-    """Bin edges shared by two samples: ``bins`` equal-width bins over the pooled [min, max]
-    (a zero-width range is widened to ±0.5), or the edges given."""
+    """Bin edges [bins + 1] float64 shared by two samples d_a [N_a] and d_b [N_b] (flattened):
+    ``bins`` equal-width bins over the pooled [min, max] (a zero-width range is widened to
+    ±0.5), or the edges given."""
     if not np.isscalar(bins):
         edges = np.asarray(bins, dtype=np.float64)
         if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
@@ -139,7 +140,7 @@ def js_distance(d_a: np.ndarray, d_b: np.ndarray, bins: int | np.ndarray = JS_BI
 
 
 def flipped_under_both(res_a: OnePixelResult, res_b: OnePixelResult) -> np.ndarray:
-    """Indices (sorted, into the attacked images) of the images successfully attacked under both
+    """Indices [M] int (sorted, into the attacked images) of the images successfully attacked under both
     models, e.g. regular and domain-adapted training (002 §4.1: 136 of 150 for ResNet18).
 
     Works for :func:`~training.attacks.one_pixel` results and for

@@ -85,6 +85,8 @@ class Objective:
         return z_to_bin(y.cpu(), self.edges).to(self.device)
 
     def supervised(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Mean (class-weighted for classifiers) cross-entropy, a 0-d tensor, of logits [N, K]
+        against class or redshift-bin indices ``target`` [N] int64."""
         if self.weights is not None:
             return F.cross_entropy(logits, target, weight=self.weights)
         return F.cross_entropy(logits, target)
@@ -104,12 +106,9 @@ def _target_draws(n_target: int, sizes: list[int], gen: torch.Generator) -> list
     an object appears at most once in a batch (unless a batch straddles two passes) and every
     object once per pass.
 
-    Measured reason (issue 3): drawn with replacement, most batches held some target object
-    twice, and the ``mmd`` recipe with the multi-bandwidth kernel trained far slower — ConvNet,
-    lr 1e-4, 2,800 objects: validation CE after 4 epochs 0.96 and 0.77 (seeds 0, 1) with
-    replacement, 0.39 and 0.31 without; drawn without replacement batch by batch, at the same
-    points of the random stream as the old draws, seed 1 had 0.50 after 3 epochs against 0.84. Why duplicates hurt was not pinned down: at a stalled checkpoint the MMD term's
-    gradient norm was the same with and without a duplicate in the batch.
+    Why not with replacement: then most batches hold some target object twice, and the ``mmd``
+    recipe with the multi-bandwidth kernel stalls (validation figures: docs/benchmarks.md,
+    training figures). Why duplicates hurt is not known.
     """
     need = sum(sizes)
     order = torch.cat(
@@ -151,7 +150,9 @@ def adversarial_examples(
     bounds: tuple[float, float] | None,
     gen: torch.Generator | None = None,
 ) -> Tensor:
-    """FGSM or PGD examples of x under ``recipe``'s attack, made with inference-mode batch norm."""
+    """FGSM or PGD examples [N, C, H, W] of x [N, C, H, W] (model-input units, within
+    ``bounds``) for targets [N] under ``recipe``'s attack (ε in input units), made with
+    inference-mode batch norm; ``extra``: further inputs, e.g. E(B−V) [N, 1] (mag)."""
     was_training = model.training
     model.eval()
     try:

@@ -22,6 +22,7 @@ def input_gradient(
 
 
 def clamp(x: Tensor, bounds: tuple[float, float] | None) -> Tensor:
+    """x [N, C, H, W] (any shape) clipped to ``bounds`` (input units); x itself for None."""
     return x if bounds is None else x.clamp(bounds[0], bounds[1])
 
 

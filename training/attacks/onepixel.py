@@ -30,6 +30,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
+    from onnxruntime import InferenceSession
     from torch import nn
 
 #: predict(images [M, C, H, W] float32, model-input units) → class probabilities [M, K]
@@ -62,6 +63,7 @@ def torch_predictor(
     dev = torch.device(device)
 
     def predict(x: np.ndarray) -> np.ndarray:
+        """Images [M, C, H, W] (model-input units) → probabilities [M, K] float32."""
         with torch.inference_mode():
             out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(dev))
             if softmax:
@@ -72,7 +74,7 @@ def torch_predictor(
 
 
 def onnx_predictor(
-    session,
+    session: InferenceSession,
     input_name: str = "image",
     output_name: str = "probs",
     extra: dict[str, np.ndarray] | None = None,
@@ -86,6 +88,7 @@ def onnx_predictor(
     extra = {k: np.ascontiguousarray(v)[:1] for k, v in (extra or {}).items()}
 
     def predict(x: np.ndarray) -> np.ndarray:
+        """Images [M, C, H, W] (model-input units) → ``output_name`` [M, K]."""
         feeds = {input_name: np.ascontiguousarray(x, dtype=np.float32)}
         for k, v in extra.items():
             feeds[k] = np.repeat(v, len(x), axis=0)
@@ -183,6 +186,8 @@ class _Scorer:
         self.buf = np.empty((0, *x.shape[1:]), np.float32)
 
     def pixels(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates [M, 2 + C] → rows [M] and columns [M] (intp, floored, clipped to the
+        image) and band values [M, C] float32 (model-input units)."""
         _, h, w = self.x.shape[1:]
         r = np.floor(cand[:, 0]).astype(np.intp).clip(0, h - 1)
         c = np.floor(cand[:, 1]).astype(np.intp).clip(0, w - 1)
@@ -274,6 +279,8 @@ def one_pixel(
         return fit, ok, ok if early_stop == "flip" else sure
 
     def evaluate(rows: np.ndarray, cand: np.ndarray):
+        """Images ``rows`` [m] with candidates [m, P, 2 + C] → probabilities [m, P, K] and
+        fitness, success, stop [m, P] (``assess``)."""
         probs = score(np.repeat(rows, p), cand.reshape(-1, d))
         if probs.ndim != 2 or len(probs) != len(rows) * p:
             raise ValueError(f"predictor must return [M, K] probabilities, got shape {probs.shape}")

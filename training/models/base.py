@@ -57,7 +57,8 @@ class SkyNet(nn.Module):
 
     def l2_penalty(self) -> Tensor:
         """Weight penalty that belongs to the architecture (Keras-style ``kernel_regularizer``),
-        to be added to the loss; zero unless the seed paper's table prescribes one."""
+        to be added to the loss: a 0-d tensor (shape [], not [1]) on the parameters' device;
+        zero unless the seed paper's table prescribes one."""
         return torch.zeros((), device=next(self.parameters()).device)
 
     def example_inputs(self, n: int = 2, seed: int = 0) -> tuple[Tensor, ...]:

@@ -88,6 +88,7 @@ class DeepShadows(SkyNet):
 
     def l2_penalty(self) -> Tensor:
         """Table 1's L2 regularisation as Keras adds it to the loss: 0.13 Σw² over the conv
-        kernels plus 0.12 Σw² over the first dense layer's kernel (biases are not penalised)."""
+        kernels [O, I, 3, 3] plus 0.12 Σw² over the first dense layer's kernel (biases are not
+        penalised); a 0-d tensor."""
         conv = sum(m.weight.square().sum() for m in (self.conv1, self.conv2, self.conv3))
         return 0.13 * conv + 0.12 * self.fc1.weight.square().sum()

@@ -64,6 +64,7 @@ class InceptionCell(nn.Module):
         self.out_channels = (3 if with_5x5 else 2) * n2 + n1
 
     def forward(self, x: Tensor) -> Tensor:
+        """[N, in_channels, H, W] → [N, out_channels, H, W] (every branch keeps H and W)."""
         branches = [self.s2_2(x)]
         if self.with_5x5:
             branches.append(self.s2_1(self.s1_1(x)))

@@ -40,6 +40,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        """[N, in_channels, H, W] → [N, channels, ⌈H / stride⌉, ⌈W / stride⌉]."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.downsample(x))

@@ -61,6 +61,7 @@ def roc_band(
     grid = np.linspace(0.0, 1.0, n_grid)
 
     def curve(idx: np.ndarray) -> dict:
+        """AUC and the TPR at ``grid`` [n_grid] for the objects ``idx`` [M]."""
         y, s = y_true[idx], scores[idx]
         if y.min() == y.max():
             return {"auc": np.nan, **{f"tpr{i}": np.nan for i in range(n_grid)}}
@@ -133,7 +134,8 @@ def plot_roc(
 def plot_confusion(
     cm: np.ndarray, classes: Sequence[str], path: Path, normalise: bool = True
 ) -> Path:
-    """A confusion matrix, rows = true class, columns = predicted (``metrics.classification_scores``).
+    """A confusion matrix cm [K, K] of counts, rows = true class, columns = predicted
+    (``metrics.classification_scores``), for K = len(classes).
 
     normalise : colour by the fraction of each true class and write "count (fraction)" in each
     cell, as 004 Fig. 4b does; otherwise colour and write counts. 1.6 in per class, at least 4.
@@ -168,7 +170,8 @@ def plot_confusion(
 
 
 def plot_photoz(z_spec: np.ndarray, z_phot: np.ndarray, path: Path, outlier: float = 0.05) -> Path:
-    """z_phot against z_spec and the δz histogram with bias, σ_MAD and η (003 §3.1).
+    """z_phot against z_spec (both [N], redshift) and the δz histogram with bias, σ_MAD and η
+    (003 §3.1).
 
     z_phot : e.g. ``metrics.pdf_mean`` of the predicted p(z). Left: points (a log-scaled 2-D
     histogram above ``SCATTER_MAX`` objects), the 1:1 line and the outlier bounds |δz| = outlier,

@@ -236,8 +236,8 @@ def plot_distance_histograms(
     title: str | None = None,
     xlabel: str = "latent distance $d_E$",
 ) -> Path:
-    """Histograms of two d_E samples (002 Fig. 6): the first model's in navy, the second's in
-    orange, each normalised to sum to 1, on shared bins (``bins`` equal-width over the pooled
+    """Histograms of two d_E samples d_a [N_a] and d_b [N_b] (latent units, flattened; 002
+    Fig. 6): the first model's in navy, the second's in orange, each normalised to sum to 1, on shared bins (``bins`` equal-width over the pooled
     range, as :func:`training.robustness.js_distance` uses, or explicit edges); means (violet)
     and medians (blue) as dashed lines for the first, solid for the second, and "JS = …" written
     on the panel when ``js`` is given. 6.4 × 4.4 in at 100 dpi."""

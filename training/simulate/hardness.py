@@ -52,6 +52,7 @@ def quick_cnn_accuracy(
     )
 
     def accuracy(x: np.ndarray, y: np.ndarray) -> float:
+        """Fraction of images x [N, B, H, W] (stretched, float32) whose argmax is y [N]."""
         net.eval()
         with torch.no_grad():
             pred = torch.cat([net(b).argmax(1) for b in torch.from_numpy(x).split(256)])

@@ -67,9 +67,8 @@ DES_Y3_DEPTH = 0.4
 #: redshift of the template colours: the LSBGs and neighbours are nearby galaxies.
 COLOUR_Z = 0.03
 #: Fourier grid side in stamp sides (``render.GRID_FACTOR``). The 30″ stamps already hold the
-#: neighbours, so 2× suffices: against a 6× grid, the largest native-pixel error in 40 stamps was,
-#: in units of the sky σ, median 0.02, 90th percentile 0.3 (DES) / 0.5 (HSC), worst 1.2 / 1.8 (a
-#: tidal-stream host); the 3× default would cost 2.4× the time.
+#: neighbours, so 2× keeps the wrap-around error within about twice the sky noise, and the 3×
+#: default would cost more than twice the time (figures: docs/training.md, the mocks).
 GRID_FACTOR = 2
 #: 004 balances its classes (20,000 LSBGs, 20,000 artifacts).
 LSBG_FRACTION = 0.5

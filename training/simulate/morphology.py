@@ -164,6 +164,7 @@ class MorphologySimulator:
 
     # -- rendering --------------------------------------------------------------------------------
     def render(self, truth: dict[str, float], domain: Domain) -> np.ndarray:
+        """[3, N, N] noiseless e-/s per native pixel (g, r, i; N = domain.native_size)."""
         self.prepare()
         grid = grid_for(domain.native_size, domain.pixel_scale)
         scene = self.scene(truth, domain, grid)
@@ -358,7 +359,9 @@ class MorphologySimulator:
     def annotate(
         self, truth: dict[str, float], noiseless: dict[str, np.ndarray]
     ) -> dict[str, float]:
-        """Gini, M20 (statmorph, noiseless i band) and the G–M20 class of 002 §2.1."""
+        """Gini, M20 (statmorph, noiseless i band) and the G–M20 class of 002 §2.1.
+
+        ``noiseless``: domain name → [3, N, N] noiseless rate image (e-/s per pixel, ``render``)."""
         deep = self.domains[0]
         i = deep.bands.index("i")
         rate = noiseless[deep.name][i]

@@ -33,7 +33,7 @@ def expose(
 
 
 def rebin_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] matrix of the overlap fractions of output and input pixels along one axis.
+    """[N_out, N_in] float64 matrix (N_out = ``n_out``, N_in = ``n_in``) of the overlap fractions of output and input pixels along one axis.
 
     Applied on both axes (``R @ image @ R.T``) it resamples an image onto a coarser (or finer)
     grid covering the same field, conserving flux exactly: every input pixel's flux is shared among

@@ -188,6 +188,7 @@ class PhotozSimulator:
         return np.array(out)
 
     def render(self, t: dict[str, float], domain: Domain) -> np.ndarray:
+        """[5, N, N] noiseless e-/s per native pixel (u, g, r, i, z; N = domain.native_size)."""
         self.prepare()
         grid = grid_for(domain.native_size, domain.pixel_scale)
         bt = t["bt"]

@@ -66,12 +66,14 @@ def psf(survey: str, band_name: str, fwhm_scale: float = 1.0) -> galsim.GSObject
 
 @cache
 def psf_k(survey: str, band_name: str, fwhm_scale: float, grid: Grid) -> np.ndarray:
-    """The PSF ⊗ pixel Fourier transform on ``grid`` (see ``render.py``), cached per process."""
+    """The PSF ⊗ pixel Fourier transform [n, n/2 + 1] complex (n = ``grid.n``; half-plane, numpy
+    FFT order; see ``render.py``), cached per process."""
     return psf_kimage(psf(survey, band_name, fwhm_scale), grid)
 
 
 def domain_psfs(domain: Domain, grid: Grid) -> list[np.ndarray]:
-    """``psf_k`` of every band of ``domain`` on ``grid``, in band order (cached per process)."""
+    """``psf_k`` [n, n/2 + 1] complex of every band of ``domain`` on ``grid``, in band order
+    (cached per process)."""
     return [psf_k(domain.survey, b, domain.fwhm_scale, grid) for b in domain.bands]
 
 

@@ -8,9 +8,9 @@ Rendering is done in Fourier space on one fixed grid per domain: GalSim evaluate
 exact Fourier transform (``drawKImage``) once per object — shapes do not depend on the band — and
 per band the image is ``ifft(Σ_c flux_c,b · K_c(k) · PSF_b(k) · pixel(k))``. This is the same
 calculation GalSim's own FFT drawing does, but GalSim sizes a grid for each component and band
-separately each time; one shared grid of twice the stamp side, set by the survey pixel, is 12×
-faster on the morphology scenes (1.6 vs 18.8 three-band objects/s, ``bench/simulate.py``) and
-agrees with GalSim's ``drawImage`` to 2e-3 of the peak. The grid is periodic (``GRID_FACTOR``).
+separately each time; one shared grid, set by the survey pixel, is an order of magnitude faster
+on the morphology scenes (``bench/simulate.py``; docs/benchmarks.md, speed) and agrees with
+GalSim's ``drawImage`` to 2e-3 of the peak (tested). The grid is periodic (``GRID_FACTOR``).
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ class Grid:
 
 
 #: Side of the periodic grid in stamp sides. Light more than (GRID_FACTOR − ½) stamp sides from the
-#: centre wraps into the stamp. Against a 6× grid, the largest pixel error in 40 morphology stamps
-#: was, in units of the Y10 sky σ: median 0.04, 90th percentile 0.5, worst 6.7 (a spiral) at 3×;
-#: median 0.44, worst 58 (a merger's extended envelope) at 2×.
+#: centre wraps into the stamp: at 3× that error is mostly below the Y10 sky noise, at 2× a
+#: merger's extended envelope wraps in far above it (figures: docs/training.md, the mocks).
 GRID_FACTOR = 3
 
 
@@ -143,6 +142,7 @@ def draw_scene(
 
 
 def normalised(a: np.ndarray) -> np.ndarray:
+    """A light map [M, M] clipped at 0 and scaled to sum to 1 (left at 0 if it sums to 0)."""
     a = np.clip(a, 0.0, None)
     s = a.sum()
     return a / s if s > 0 else a

@@ -72,7 +72,8 @@ def _colour_table(template: Template, band: str) -> np.ndarray:
 
 
 def distance_modulus(z: np.ndarray | float) -> np.ndarray:
-    """Luminosity-distance modulus [mag] at redshift ``z`` (Planck18), z in (0, 1]."""
+    """Luminosity-distance modulus [mag], z's shape (e.g. [N]; 0-d for a scalar), at redshift
+    ``z`` (Planck18), z in (0, 1] (floored at 1e-4)."""
     from astropy.cosmology import Planck18
 
     z = np.asarray(z, dtype=np.float64)
