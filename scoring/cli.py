@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None, prog: str = "skyguard score") -> int:
         job = ScoreJob(**{f.name: getattr(args, f.name) for f in fields(ScoreJob)
                           if hasattr(args, f.name)})  # fmt: skip
         summary = score(job)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:  # BundleError too
         print(f"error: {e}", file=sys.stderr)
         return 1
     _report(summary)

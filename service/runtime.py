@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bundle import Bundle, check_parity, onnx_session, run_onnx
+from core.bundle import Bundle, BundleError, check_parity, onnx_session, run_onnx
 from core.preprocess import FluxScale
 
 from .fits_input import Cutout, InputError
@@ -43,7 +43,7 @@ def load_bundle(ref: str) -> Bundle:
     try:
         return load(ref)
     except Exception as e:  # every failure here must stop start-up, with the bundle named
-        raise RuntimeError(f"cannot serve model {ref!r}: {e}") from e
+        raise BundleError(f"cannot serve model {ref!r}: {e}") from e
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TaskSpec:
     def from_ref(cls, task: str, ref: str) -> TaskSpec:
         bundle = load_bundle(ref)
         if bundle.task != task:
-            raise RuntimeError(f"model {ref!r} is a {bundle.task} bundle, configured for {task}")
+            raise BundleError(f"model {ref!r} is a {bundle.task} bundle, configured for {task}")
         version = Path(bundle.path).name
         return cls(task, bundle, version)
 
@@ -282,7 +282,7 @@ class TaskModel:
         try:  # parity on the very session that serves: its provider (CUDA where present) counts
             self.parity = check_parity(spec.bundle, self.session)
         except Exception as e:
-            raise RuntimeError(
+            raise BundleError(
                 f"cannot serve model {spec.bundle.path}: on {self.provider}: {e}"
             ) from e
         self.ood = KnnOodScorer(spec.bundle.reference_latents())

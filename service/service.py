@@ -28,7 +28,6 @@ import logging
 import time
 from http import HTTPStatus
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import bentoml
@@ -52,7 +51,7 @@ from .admission import Admission
 from .auth import BearerAuth, document, hide_paths
 from .config import from_env
 from .errors import UNAVAILABLE_NOTES, InputError, RequestRefused, Unavailable
-from .fits_input import REASONS, Cutout, from_array, read_fits
+from .fits_input import REASONS, Cutout, Repair, from_array, read_many
 from .http_guard import RequestGuard, UniformErrors, api_routes, document_errors
 from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
@@ -62,7 +61,6 @@ SETTINGS = from_env()
 # task → numbers per cutout (B·H·W) of the gateway's bundles, for the admission bound's estimate
 # of a request's cutouts from its Content-Length; filled by the gateway worker at start
 _CUTOUT_VALUES: dict[str, int] = {}
-Repair = Literal["none", "zero", "median"]
 
 
 def _openapi_fix(node):
@@ -415,36 +413,14 @@ class Skyguard:
     def _decode_files(
         self, spec: TaskSpec, files: list[Path], repair: Repair
     ) -> list[Cutout | InputError]:
-        limits = SETTINGS.limits
-        if not files:
-            raise _refuse(spec.task, [InputError("empty", "no cutouts in the request", "request")])
-        if len(files) > limits.max_cutouts:
-            raise _refuse(
-                spec.task,
-                [
-                    InputError(
-                        "too_many",
-                        f"{len(files)} files, at most {limits.max_cutouts} per request",
-                        "request",
-                    )
-                ],  # fmt: skip
-            )
-        out: list[Cutout | InputError] = []
-        for k, path in enumerate(files):
-            # uploads arrive as temporary files whose names are not the client's
-            name = f"cutout[{k}]"
-            try:
-                size = path.stat().st_size
-                if size > limits.max_bytes:  # refused before a byte is read
-                    raise InputError(
-                        "too_large", f"{size} bytes, at most {limits.max_bytes} per file", name
-                    )
-                out.append(
-                    read_fits(path.read_bytes(), name, spec.bands, spec.shape, limits, repair)
-                )
-            except InputError as e:
-                out.append(e)
-        return out
+        """The uploads of one request, checked (``fits_input.read_many``); one without files or
+        with too many is refused as a whole. Uploads arrive as temporary files whose names are
+        not the client's: ``cutout[k]`` names them in messages."""
+        named = [(f"cutout[{k}]", path) for k, path in enumerate(files)]
+        try:
+            return read_many(named, spec.bands, spec.shape, SETTINGS.limits, repair)
+        except InputError as e:
+            raise _refuse(spec.task, [e]) from None
 
     async def _answer(
         self,

@@ -141,7 +141,7 @@ def test_parity_failure_is_refused(bundle_dir, tmp_path):
     from service.runtime import TaskModel, TaskSpec
 
     spec = TaskSpec.from_ref(read_bundle(bad).task, str(bad))
-    with pytest.raises(RuntimeError, match="on CPUExecutionProvider: .*differs from torch"):
+    with pytest.raises(BundleError, match="on CPUExecutionProvider: .*differs from torch"):
         TaskModel(spec, "cpu")
     assert TaskModel(TaskSpec.from_ref(spec.task, str(path)), "cpu").parity
 

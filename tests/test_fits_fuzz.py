@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from test_service import server  # noqa: F401  (the fixture: a real `bentoml serve`)
 
 from service.fits_input import REASONS, Cutout, InputError, read_fits
 
@@ -311,7 +312,7 @@ def _expected(task: str, data: bytes, name: str) -> str | None:
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_mutants_over_http_beside_good_files(server, seeds, mutants):
+def test_mutants_over_http_beside_good_files(server, seeds, mutants):  # noqa: F811
     """Requests of a good file, up to five mutants and another good file: 200, the good files
     answered, each mutant its own error (the reason read_fits gives) or an answer."""
     import httpx

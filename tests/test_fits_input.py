@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -614,3 +615,14 @@ def test_unparsable_header_card_is_an_input_error(layout, key, text, where, nth)
     bad = _set_card(good, key, text, nth)
     out = read_many([("a.fits", good), ("f.fits", bad)], BANDS, SHAPE)
     assert isinstance(out[0], Cutout) and isinstance(out[1], InputError)
+
+
+@pytest.mark.parametrize(("key", "nth"), [("NAXIS1", 1), ("NAXIS2", 2), ("NAXIS", 1)])
+def test_negative_naxis_is_refused_before_astropy(key, nth):
+    """NAXIS1 = -32 in the first band HDU of a per-band file (a fuzzer's mutant) made astropy look
+    for the next HDU before this one without end; refused on the scan of the cards."""
+    bad = _set_card(_per_band(), key, "-32", nth)
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match=f"{key} = -32: must be a non-negative integer") as e:
+        read_fits(bad, "x.fits", BANDS, SHAPE)
+    assert e.value.reason == "bad_fits" and time.monotonic() - t0 < 1

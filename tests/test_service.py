@@ -172,15 +172,16 @@ def test_bad_bundle_stops_start(bundles, tmp_path):
     """A bundle that fails its checks stops start-up with a message naming it."""
     import shutil
 
+    from core.bundle import BundleError
     from core.store import bundle_path
     from service.runtime import TaskSpec
 
     bad = tmp_path / "bad"
     shutil.copytree(bundle_path("lsbg"), bad)
     (bad / "model.onnx").write_bytes(b"not onnx")
-    with pytest.raises(RuntimeError, match=f"cannot serve model '{bad}'.*model.onnx: sha256"):
+    with pytest.raises(BundleError, match=f"cannot serve model '{bad}'.*model.onnx: sha256"):
         TaskSpec.from_ref("lsbg", str(bad))
-    with pytest.raises(RuntimeError, match="is a morphology bundle, configured for lsbg"):
+    with pytest.raises(BundleError, match="is a morphology bundle, configured for lsbg"):
         TaskSpec.from_ref("lsbg", "skyguard-morphology:latest")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from astropy.io import fits
 from astropy.io.fits.hdu.base import _CorruptedHDU
 
 from ..errors import InputError
-from .bytes import check_bytes, decoding
+from .bytes import check_bytes, decoding, read_path
 from .header import lookup, read_bunit, read_ebv, zeropoints
 from .layout import declared_shape, is_image, plan_bands, plan_cube, read_pixels
 from .limits import DEFAULT_LIMITS, Cutout, Limits, Repair, check_request
@@ -48,24 +49,29 @@ def read_fits(
 
 
 def read_many(
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes | Path]],
     bands: Sequence[str],
     shape: tuple[int, int],
     limits: Limits = DEFAULT_LIMITS,
     repair: Repair = "none",
 ) -> list[Cutout | InputError]:
-    """`read_fits` on each ``(name, bytes)`` of one request: one result per file, in order.
+    """`read_fits` on each ``(name, bytes or path)`` of one request: one result per file, in order.
 
-    A file that cannot be served gives its `InputError` in its slot; the others still decode.
-    Raises `InputError` ``"too_many"`` for the whole request if it has more than
-    ``limits.max_cutouts`` files.
+    A file that cannot be served gives its `InputError` in its slot; the others still decode. A
+    path (an upload the server spooled to disk) is read only after its size passed
+    ``limits.max_bytes``. Raises `InputError` for the whole request: ``"empty"`` without files,
+    ``"too_many"`` with more than ``limits.max_cutouts``.
     """
     bands, shape = check_request(bands, shape, repair)
+    if not files:
+        raise InputError("empty", "no cutouts in the request", "request")
     if len(files) > limits.max_cutouts:
         raise too_many(len(files), limits, "files")
     out: list[Cutout | InputError] = []
     for name, data in files:
         try:
+            if isinstance(data, Path):
+                data = read_path(data, name, limits)
             out.append(read_fits(data, name, bands, shape, limits, repair))
         except InputError as e:
             out.append(e)
