@@ -5,7 +5,13 @@ the two agree to rounding (``tests/test_mmd.py``)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+#: How MMD kernel widths are chosen (``core.mmd``): 002's fixed multi-bandwidth set, or the
+#: median heuristic.
+Bandwidth = Literal["multi", "median"]
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -19,12 +19,12 @@ training loss is differentiable; the permutation test of ``monitors/`` reuses ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Bandwidth = Literal["multi", "median"]
+from core.distances import Bandwidth
+
 #: Kernel widths of the multi-bandwidth kernel, in latent units.
 FIXED_SIGMAS: tuple[float, ...] = (
     1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 100.0,

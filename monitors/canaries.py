@@ -32,8 +32,8 @@ import numpy as np
 
 from core.bundle import Bundle, run_onnx
 
-GRADIENT_ATTACKS = ("fgsm", "pgd_linf", "pgd_l2")
-ATTACKS = ("onepixel", *GRADIENT_ATTACKS)
+from .config import ATTACKS, CanaryConfig
+
 #: |δz| above which a photo-z canary counts as flipped (003's outlier bound).
 PHOTOZ_FLIP = 0.05
 
@@ -69,30 +69,6 @@ class CanaryResult:
     def to_dict(self) -> dict:
         d = asdict(self)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
-
-
-@dataclass(frozen=True)
-class CanaryConfig:
-    """eps, alpha, n_iter : None → the task's ``adversarial`` recipe values (model-input units);
-    eps_scale : multiplies ε and α (probe stronger or weaker attacks than the recipe's);
-    population, generations : one-pixel DE settings; below the attack's own 400 × 80 (002 §5.2)
-    because a canary round must fit its budget on a CPU (≈ 6,000 forward passes per canary);
-    batch, onepixel_batch : canaries per mini-batch (the one-pixel attack makes population ×
-    generations model calls per canary, so its mini-batches are small and the budget, checked
-    between mini-batches, is kept closely); budget_s : wall-time budget of one run; max_canaries :
-    at most this many canaries per run (the first ones of the balanced set)."""
-
-    eps: float | None = None
-    eps_scale: float = 1.0
-    alpha: float | None = None
-    n_iter: int | None = None
-    population: int = 100
-    generations: int = 30
-    batch: int = 16
-    onepixel_batch: int = 2
-    budget_s: float = 120.0
-    max_canaries: int = 64
-    seed: int = 0
 
 
 class CanaryRunner:

@@ -13,31 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from .config import WatchConfig
 from .drift import MMDDrift
 from .online import OnlineMMDDrift
 
 log = logging.getLogger("skyguard.monitor")
-
-
-@dataclass(frozen=True)
-class WatchConfig:
-    """window : latents per windowed test (the issue's ≤ 200); every : new latents between
-    tests; keep : latents kept for inspection (≥ window); alpha, n_permutations, bandwidth : the
-    permutation test; online_window, ert : the online detector (ert in latents; 0 disables it)."""
-
-    window: int = 200
-    every: int = 100
-    keep: int = 2000
-    alpha: float = 0.05
-    n_permutations: int = 500
-    bandwidth: str = "median"
-    online_window: int = 32
-    ert: int = 2000
-    seed: int = 0
 
 
 class DriftWatch:

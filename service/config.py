@@ -83,7 +83,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Literal, get_args
+
+from core.distances import Bandwidth
+from monitors.config import ATTACKS, CanaryConfig, WatchConfig
 
 from .fits_input import Limits
 
@@ -171,11 +176,18 @@ def api_tokens() -> tuple[str, ...]:
     return tuple(dict.fromkeys(tokens))
 
 
+Provider = Literal["auto", "cuda", "cpu"]
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the service, read and checked once per process (``settings()``) and
+    passed down: the drift windows as the monitor's ``WatchConfig``, the attacks as its
+    ``CanaryConfig``, the request limits as ``Limits``."""
+
     tasks: tuple[str, ...] = TASKS
     models: dict[str, str] = field(default_factory=dict)
-    provider: str = "auto"
+    provider: Provider = "auto"
     max_batch: int = 64
     max_latency_ms: int = 5000
     gateway_workers: int = 1
@@ -184,33 +196,27 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     latent_sample: float = 1.0
     monitor_backlog: int = 64
-    monitor_window: int = 2000
     monitor_timeout_s: float = 10.0
     monitor_arenas: int = 2
     monitor_trim_s: float = 60.0
-    drift_window: int = 200
-    drift_every: int = 100
-    drift_alpha: float = 0.05
-    drift_permutations: int = 500
-    drift_bandwidth: str = "median"
-    online_window: int = 32
-    online_ert: int = 2000
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
     canary_interval_s: float = 3600.0
     canary_delay_s: float = 60.0
-    canary_attacks: tuple[str, ...] = ("onepixel", "fgsm", "pgd_linf", "pgd_l2")
-    canary_budget_s: float = 120.0
-    canary_max: int = 64
+    canary_attacks: tuple[str, ...] = ATTACKS
     canary_threads: int = 1
-    canary_eps_scale: float = 1.0
-    # below the attack's 400 × 80 (002 §5.2): a canary round must fit its CPU budget
-    canary_population: int = 100
-    canary_generations: int = 30
     # never in a repr: Settings may be printed or logged
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     show_paths: bool = False
 
     def model_ref(self, task: str) -> str:
         return self.models.get(task, f"skyguard-{task}:latest")
+
+
+@cache
+def settings() -> Settings:
+    """This process's settings: ``from_env()`` read once, shared by every module that asks."""
+    return from_env()
 
 
 def from_env() -> Settings:
@@ -221,12 +227,12 @@ def from_env() -> Settings:
     if unknown or not tasks:
         raise ValueError(f"SKYGUARD_TASKS: unknown or no tasks {unknown}; known: {TASKS}")
     provider = os.environ.get("SKYGUARD_PROVIDER", "auto").lower()
-    if provider not in ("auto", "cuda", "cpu"):
+    if provider not in get_args(Provider):
         raise ValueError(f"SKYGUARD_PROVIDER={provider!r}: choose auto, cuda or cpu")
     models = {t: os.environ[f"SKYGUARD_MODEL_{t.upper()}"] for t in tasks
               if f"SKYGUARD_MODEL_{t.upper()}" in os.environ}  # fmt: skip
     bandwidth = os.environ.get("SKYGUARD_DRIFT_BANDWIDTH", "median")
-    if bandwidth not in ("median", "multi"):
+    if bandwidth not in get_args(Bandwidth):
         raise ValueError(f"SKYGUARD_DRIFT_BANDWIDTH={bandwidth!r}: choose median or multi")
     attacks = tuple(
         a.strip()
@@ -235,10 +241,9 @@ def from_env() -> Settings:
         )
         if a.strip()
     )
-    if bad := [a for a in attacks if a not in Settings.canary_attacks]:
-        raise ValueError(
-            f"SKYGUARD_CANARY_ATTACKS: unknown {bad}; known: {list(Settings.canary_attacks)}"
-        )
+    if bad := [a for a in attacks if a not in ATTACKS]:
+        raise ValueError(f"SKYGUARD_CANARY_ATTACKS: unknown {bad}; known: {list(ATTACKS)}")
+    window = _int("SKYGUARD_DRIFT_WINDOW", 200, minimum=4)
     limits = Limits(
         max_bytes=_int("SKYGUARD_MAX_UPLOAD_BYTES", Limits().max_bytes),
         max_cutouts=_int("SKYGUARD_MAX_CUTOUTS", Limits().max_cutouts),
@@ -256,26 +261,31 @@ def from_env() -> Settings:
         limits=limits,
         latent_sample=_float("SKYGUARD_LATENT_SAMPLE", 1.0, 0.0, 1.0),
         monitor_backlog=_int("SKYGUARD_MONITOR_BACKLOG", 64),
-        monitor_window=_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10),
         monitor_timeout_s=_float("SKYGUARD_MONITOR_TIMEOUT_S", 10.0, 0.01, 600.0),
         monitor_arenas=_int("SKYGUARD_MONITOR_ARENAS", 2, minimum=0),
         monitor_trim_s=_float("SKYGUARD_MONITOR_TRIM_S", 60.0, 0.0, 1e7),
-        drift_window=_int("SKYGUARD_DRIFT_WINDOW", 200, minimum=4),
-        drift_every=_int("SKYGUARD_DRIFT_EVERY", 100),
-        drift_alpha=_float("SKYGUARD_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
-        drift_permutations=_int("SKYGUARD_DRIFT_PERMUTATIONS", 500, minimum=19),
-        drift_bandwidth=bandwidth,
-        online_window=_int("SKYGUARD_ONLINE_WINDOW", 32, minimum=2),
-        online_ert=_int("SKYGUARD_ONLINE_ERT", 2000, minimum=0),
+        watch=WatchConfig(
+            window=window,
+            every=_int("SKYGUARD_DRIFT_EVERY", 100),
+            keep=max(_int("SKYGUARD_MONITOR_WINDOW", 2000, minimum=10), window),
+            alpha=_float("SKYGUARD_DRIFT_ALPHA", 0.05, 1e-6, 0.5),
+            n_permutations=_int("SKYGUARD_DRIFT_PERMUTATIONS", 500, minimum=19),
+            bandwidth=bandwidth,
+            online_window=_int("SKYGUARD_ONLINE_WINDOW", 32, minimum=2),
+            ert=_int("SKYGUARD_ONLINE_ERT", 2000, minimum=0),
+        ),
+        canary=CanaryConfig(
+            budget_s=_float("SKYGUARD_CANARY_BUDGET_S", 120.0, 0.1, 1e5),
+            max_canaries=_int("SKYGUARD_CANARY_MAX", 64),
+            eps_scale=_float("SKYGUARD_CANARY_EPS_SCALE", 1.0, 1e-3, 1e3),
+            # below the attack's 400 × 80 (002 §5.2): a canary round must fit its CPU budget
+            population=_int("SKYGUARD_CANARY_POPULATION", 100, minimum=4),
+            generations=_int("SKYGUARD_CANARY_GENERATIONS", 30),
+        ),
         canary_interval_s=_float("SKYGUARD_CANARY_INTERVAL_S", 3600.0, 0.0, 1e7),
         canary_delay_s=_float("SKYGUARD_CANARY_DELAY_S", 60.0, 0.0, 1e7),
         canary_attacks=attacks,
-        canary_budget_s=_float("SKYGUARD_CANARY_BUDGET_S", 120.0, 0.1, 1e5),
-        canary_max=_int("SKYGUARD_CANARY_MAX", 64),
         canary_threads=_int("SKYGUARD_CANARY_THREADS", 1),
-        canary_eps_scale=_float("SKYGUARD_CANARY_EPS_SCALE", 1.0, 1e-3, 1e3),
-        canary_population=_int("SKYGUARD_CANARY_POPULATION", 100, minimum=4),
-        canary_generations=_int("SKYGUARD_CANARY_GENERATIONS", 30),
         api_tokens=api_tokens(),
         show_paths=_bool("SKYGUARD_SHOW_PATHS", False),
     )

@@ -38,7 +38,7 @@ import numpy as np
 from bentoml.exceptions import InvalidArgument
 
 from core.store import load as load_checked
-from monitors.canaries import ATTACKS, CanaryConfig, CanaryResult, CanaryRunner, applicable
+from monitors.canaries import ATTACKS, CanaryResult, CanaryRunner, applicable
 from monitors.metrics import (
     LATENTS_RECEIVED,
     init_monitor,
@@ -48,13 +48,13 @@ from monitors.metrics import (
     reset_drift,
     switch_canary_model,
 )
-from monitors.watch import DriftWatch, WatchConfig
+from monitors.watch import DriftWatch
 
-from .config import from_env
+from .config import settings
 from .runtime import choose_providers
 
 log = logging.getLogger("skyguard.monitor")
-SETTINGS = from_env()
+SETTINGS = settings()
 
 
 # --- glibc's heap ---------------------------------------------------------------------------------
@@ -119,15 +119,6 @@ def _model_label(bundle) -> str:
     return f"{bundle.info['name']}:{bundle.path.name}"
 
 
-def _watch_config() -> WatchConfig:
-    s = SETTINGS
-    return WatchConfig(
-        window=s.drift_window, every=s.drift_every, keep=max(s.monitor_window, s.drift_window),
-        alpha=s.drift_alpha, n_permutations=s.drift_permutations, bandwidth=s.drift_bandwidth,
-        online_window=s.online_window, ert=s.online_ert,
-    )  # fmt: skip
-
-
 @bentoml.service(name="skyguard-monitor", workers=1, traffic={"timeout": 600})
 class Monitor:
     """Drift windows and canaries of every served task."""
@@ -153,7 +144,7 @@ class Monitor:
         )
 
     def _watch(self, task: str) -> DriftWatch:
-        return DriftWatch(task, self.bundles[task].reference_latents(), _watch_config())
+        return DriftWatch(task, self.bundles[task].reference_latents(), SETTINGS.watch)
 
     def _spawn(self, coro) -> asyncio.Task:
         job = asyncio.ensure_future(coro)
@@ -258,12 +249,7 @@ class Monitor:
                 SETTINGS.canary_threads,
                 spin=False,
             )
-            config = CanaryConfig(
-                budget_s=SETTINGS.canary_budget_s, max_canaries=SETTINGS.canary_max,
-                population=SETTINGS.canary_population, generations=SETTINGS.canary_generations,
-                eps_scale=SETTINGS.canary_eps_scale,
-            )  # fmt: skip
-            runner = CanaryRunner(bundle, session, config)
+            runner = CanaryRunner(bundle, session, SETTINGS.canary)
             self._runners[task] = runner
         return runner
 

@@ -49,7 +49,7 @@ from monitors.metrics import (
 
 from .admission import Admission
 from .auth import BearerAuth, document, hide_paths
-from .config import from_env
+from .config import settings
 from .errors import UNAVAILABLE_NOTES, InputError, RequestRefused, Unavailable
 from .fits_input import REASONS, Cutout, Repair, from_array, read_many
 from .http_guard import RequestGuard, UniformErrors, api_routes, document_errors
@@ -57,7 +57,7 @@ from .monitor import Monitor
 from .runtime import TaskModel, TaskSpec, checked_outputs, model_rows, redshift_label
 
 log = logging.getLogger("skyguard.service")
-SETTINGS = from_env()
+SETTINGS = settings()
 # task → numbers per cutout (B·H·W) of the gateway's bundles, for the admission bound's estimate
 # of a request's cutouts from its Content-Length; filled by the gateway worker at start
 _CUTOUT_VALUES: dict[str, int] = {}
