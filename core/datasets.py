@@ -160,3 +160,23 @@ def open_dataset(path: str | Path) -> Dataset:
 def dataset_paths(root: str | Path, task: str) -> Iterator[Path]:
     """The domain files of ``task`` under ``root`` (``root/task/*.h5``), sorted by name."""
     yield from sorted((Path(root) / task).glob("*.h5"))
+
+
+def paired_domains(root: str | Path, task: str) -> tuple[dict[str, Path], list[str], dict]:
+    """The domain files of ``task`` under ``root`` ({domain: path}), the paired domains in the
+    order the datasets record (source first), and the first file's attributes. Raises
+    FileNotFoundError, saying how to make them, when there are none or one of a pair is missing.
+    """
+    paths = {p.stem: p for p in dataset_paths(root, task)}
+    if not paths:
+        raise FileNotFoundError(
+            f"no {task} datasets under {Path(root) / task}; make them with "
+            f"'skyguard simulate {task} --n N --out {root}'"
+        )
+    with open_dataset(next(iter(paths.values()))) as ds:
+        attrs = dict(ds.attrs)
+    order = [str(d) for d in attrs["paired_domains"]]
+    missing = [d for d in order if d not in paths]
+    if missing:
+        raise FileNotFoundError(f"{task}: domain files {missing} missing under {Path(root) / task}")
+    return paths, order, attrs

@@ -77,21 +77,11 @@ def read_test_splits(data_root: str | Path, n_test: int | None = None) -> Paired
     """The morphology test split of both paired domains, preprocessed as the bundles record
     (``data.preprocessing_for``); ``n_test`` keeps the first N objects. Only the test split is
     read: the science datasets are 1 GB a domain."""
-    from core.datasets import dataset_paths, open_dataset
+    from core.datasets import open_dataset, paired_domains
     from training.data import preprocessing_for
 
-    paths = {p.stem: p for p in dataset_paths(data_root, TASK)}
-    if not paths:
-        raise FileNotFoundError(
-            f"no {TASK} datasets under {Path(data_root) / TASK}; make them with "
-            f"'skyguard simulate {TASK} --n N --out {data_root}'"
-        )
-    with open_dataset(next(iter(paths.values()))) as ds:
-        order = list(ds.attrs["paired_domains"])[:2]
-        classes = list(ds.attrs["classes"])
-    missing = [d for d in order if d not in paths]
-    if missing:
-        raise FileNotFoundError(f"{TASK}: domain files {missing} missing under {data_root}")
+    paths, order, first = paired_domains(data_root, TASK)
+    order, classes = order[:2], list(first["classes"])
     splits, attrs = [], []
     for name in order:
         with open_dataset(paths[name]) as ds:

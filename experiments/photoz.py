@@ -87,19 +87,11 @@ def read_test(data_root: str | Path, n_test: int | None = None):
     """The photo-z source-domain (deep) test split, preprocessed as the bundles record: a
     ``data.Split`` (x [N, C, H, W] in 0.01 nmgy, y = z_spec [N], ebv [N, 1]) and the domain name.
     ``n_test`` keeps the first N objects; only the test split is read."""
-    from core.datasets import dataset_paths, open_dataset
+    from core.datasets import open_dataset, paired_domains
     from training.data import Split, preprocessing_for
 
-    paths = {p.stem: p for p in dataset_paths(data_root, TASK)}
-    if not paths:
-        raise FileNotFoundError(
-            f"no {TASK} datasets under {Path(data_root) / TASK}; make them with "
-            f"'skyguard simulate {TASK} --n N --out {data_root}'"
-        )
-    with open_dataset(next(iter(paths.values()))) as ds:
-        source = list(ds.attrs["paired_domains"])[0]
-    if source not in paths:
-        raise FileNotFoundError(f"{TASK}: source domain file {source}.h5 missing under {data_root}")
+    paths, order, _ = paired_domains(data_root, TASK)
+    source = order[0]
     with open_dataset(paths[source]) as ds:
         idx = ds.indices("test")[:n_test]
         raw = np.concatenate([ds.images[idx[i : i + 512]] for i in range(0, len(idx), 512)])

@@ -28,12 +28,14 @@ import logging
 import time
 from http import HTTPStatus
 from pathlib import Path
+from typing import Annotated
 
 import attrs
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
+from pydantic import Field
 
 from monitors.metrics import (
     LATENTS_DROPPED,
@@ -291,6 +293,16 @@ class Predictor:
         return {t: str(m.spec.bundle.path) for t, m in self.models.items()}
 
 
+#: the longest cutout id a request may send [characters]
+MAX_ID = 256
+#: ids of the cutouts of an array request, one per cutout
+Ids = Annotated[
+    list[Annotated[str, Field(max_length=MAX_ID)]], Field(max_length=SETTINGS.limits.max_cutouts)
+]
+#: E(B−V) [mag] per cutout, in the order of the cutouts
+EbvList = Annotated[list[float], Field(max_length=SETTINGS.limits.max_cutouts)]
+
+
 v1 = FastAPI(title="skyguard", version="1", description="Loaded models and their facts")
 
 
@@ -326,7 +338,16 @@ async def robustness() -> dict:
     service_class=_Service,
 )
 class Skyguard:
-    """The HTTP gateway: FITS or arrays in, one answer per cutout out."""
+    """The HTTP gateway: FITS or arrays in, one answer per cutout out.
+
+    What a request's types can say is declared on the API (pydantic ``Field``s, refused with a
+    400 before a method runs): list lengths up to ``SKYGUARD_MAX_CUTOUTS``, ids of at most
+    ``MAX_ID`` characters, the repair modes. Array shapes and dtypes are checked by
+    ``fits_input.from_array`` against the served bundle instead: BentoML's ``Shape`` validator
+    reshapes (a channel-last [N, H, W, B] array would pass, scrambled), and its ``DType`` casts
+    (strings would pass); E(B−V) values are checked per cutout there too, so one bad value costs
+    one answer, not the request's.
+    """
 
     AGREE_EVERY_S = 5.0  # the longest a restarted predictor's new bundles go unnoticed [s]
     predictor = bentoml.depends(Predictor)
@@ -517,7 +538,7 @@ class Skyguard:
     async def photoz(
         self,
         cutouts: list[Path],
-        ebv: list[float] | None = None,
+        ebv: EbvList | None = None,
         pdf: bool = False,
         repair: Repair = "none",
     ) -> dict:
@@ -527,14 +548,14 @@ class Skyguard:
 
     @bentoml.api
     async def morphology_array(
-        self, images: np.ndarray, ids: list[str] | None = None, repair: Repair = "none"
+        self, images: np.ndarray, ids: Ids | None = None, repair: Repair = "none"
     ) -> dict:
         """As ``morphology`` for arrays [N, 3, 100, 100] (g, r, i; electrons)."""
         return await self._arrays("morphology", images, ids, repair)
 
     @bentoml.api
     async def lsbg_array(
-        self, images: np.ndarray, ids: list[str] | None = None, repair: Repair = "none"
+        self, images: np.ndarray, ids: Ids | None = None, repair: Repair = "none"
     ) -> dict:
         """As ``lsbg`` for arrays [N, 3, 64, 64] (g, r, z; electrons)."""
         return await self._arrays("lsbg", images, ids, repair)
@@ -543,8 +564,8 @@ class Skyguard:
     async def photoz_array(
         self,
         images: np.ndarray,
-        ebv: list[float],
-        ids: list[str] | None = None,
+        ebv: EbvList,
+        ids: Ids | None = None,
         pdf: bool = False,
         repair: Repair = "none",
     ) -> dict:

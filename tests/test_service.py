@@ -283,6 +283,19 @@ _NO_BOUNDARY = {"content": b"--x\r\n", "headers": {"content-type": "multipart/fo
             400,
             "bad_request",
         ),
+        # declared on the API (pydantic Fields), refused before the method runs
+        (
+            "lsbg_array",
+            {"json": {"images": np.zeros((1, 3, 64, 64)).tolist(), "ids": ["x" * 257]}},
+            400,
+            "bad_request",
+        ),
+        (
+            "lsbg_array",
+            {"json": {"images": [[[[0.0]]]], "ids": [str(k) for k in range(9)]}},  # limit 8
+            400,
+            "bad_request",
+        ),
     ],
 )
 def test_hostile_requests(server, route, kwargs, status, reason):
@@ -318,6 +331,15 @@ def test_photoz_needs_ebv_per_cutout(server):
     a = r.json()["answers"]
     assert a[0]["error"]["reason"] == "bad_value" and "E(B−V)" in a[0]["error"]["message"]
     assert "z_mean" in a[1]
+
+
+def test_declared_request_limits_are_in_the_openapi_document(server):
+    """The limits the API declares are the ones it enforces, and a client can read them."""
+    spec = httpx.get(f"{server}/docs.json").json()
+    props = spec["components"]["schemas"]["photoz_array__Input"]["properties"]
+    most = int(SERVER_ENV["SKYGUARD_MAX_CUTOUTS"])
+    assert props["ids"]["maxItems"] == most and props["ids"]["items"]["maxLength"] == 256
+    assert props["ebv"]["maxItems"] == most
 
 
 def test_models_metrics_and_openapi(server):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.datasets import SPLITS, Dataset, dataset_paths, open_dataset
+from core.datasets import SPLITS, Dataset, open_dataset, paired_domains
 from core.preprocess import FluxScale, Preprocessing
 
 from .losses import z_bin_edges
@@ -139,18 +139,8 @@ def load_task(
     n_max : use only the first ``n_max`` objects' worth of each split (proportionally), for
         quick runs and tests. keep_raw : also keep the raw cutouts (for canary sets).
     """
-    paths = {p.stem: p for p in dataset_paths(root, task)}
-    if not paths:
-        raise FileNotFoundError(
-            f"no {task} datasets under {Path(root) / task}; make them with "
-            f"'skyguard simulate {task} --n N --out {root}'"
-        )
-    with open_dataset(next(iter(paths.values()))) as ds:
-        order = list(ds.attrs["paired_domains"])
-        classes = list(ds.attrs["classes"]) if "classes" in ds.attrs else None
-    missing = [d for d in order if d not in paths]
-    if missing:
-        raise FileNotFoundError(f"{task}: domain files {missing} missing under {Path(root) / task}")
+    paths, order, first = paired_domains(root, task)
+    classes = list(first["classes"]) if "classes" in first else None
     domains = []
     for name in order[:2]:
         with open_dataset(paths[name]) as ds:
