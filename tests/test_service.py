@@ -345,6 +345,8 @@ def test_declared_request_limits_are_in_the_openapi_document(server):
 def test_models_metrics_and_openapi(server):
     from openapi_spec_validator import validate
 
+    # one answer first: a labelled counter's samples exist from its first count (multiprocess)
+    assert _post_files(server, "morphology", [_cube("morphology")]).status_code == 200
     models = httpx.get(f"{server}/v1/models").json()["models"]
     assert set(models) == set(BANDS)
     assert models["morphology"]["provider"] == "CPUExecutionProvider"
