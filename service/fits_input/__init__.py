@@ -4,18 +4,19 @@ Everything a request carries is checked here, once; code past this package trust
 numpy, astropy and the error types of ``service.errors`` only, so that it can be imported and
 tested without the serving stack. One module per concern:
 
-============  =====================================================================================
-module        holds
-============  =====================================================================================
-``read``      the entry points ``read_fits``, ``read_many``, ``from_array``, in the order that
-              keeps hostile input cheap: bytes, headers, layout, then pixels
-``bytes``     checks on a file's bytes before astropy sees them; the guard around astropy
-``header``    every header value used, read and checked in one place (``header_value``)
-``layout``    which HDUs and planes hold the task's bands (cube, or one HDU per band), then pixels
-``repair``    non-finite pixels refused or repaired
-``limits``    ``Limits`` of a request, the checked ``Cutout``, the repair modes
-``messages``  how refusals name places and sizes
-============  =====================================================================================
+================  ================================================================================
+module            holds
+================  ================================================================================
+``read``          the entry points ``read_fits``, ``read_many``, ``from_array``, in the order that
+                  keeps hostile input cheap: bytes, headers, layout, then pixels
+``bytes``         checks on a file's bytes before astropy sees them; the guard around astropy
+``header``        every header value used, read and checked in one place (``header_value``)
+``layout``        which HDUs and planes hold the task's bands (cube, or one HDU per band)
+``compression``   a tile-compressed HDU's compression cards, checked before a tile is decoded
+``repair``        non-finite pixels refused or repaired
+``limits``        ``Limits`` of a request, the checked ``Cutout``, the repair modes
+``messages``      how refusals name places and sizes
+================  ================================================================================
 
 Accepted FITS layouts (those ``training/cutouts.py`` writes, and what pipelines usually send):
 

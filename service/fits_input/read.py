@@ -15,6 +15,7 @@ from astropy.io.fits.hdu.base import _CorruptedHDU
 
 from ..errors import InputError
 from .bytes import check_bytes, decoding, read_path
+from .compression import check_compression
 from .header import lookup, read_bunit, read_ebv, zeropoints
 from .layout import declared_shape, is_image, plan_bands, plan_cube, read_pixels
 from .limits import DEFAULT_LIMITS, Cutout, Limits, Repair, check_request
@@ -224,6 +225,9 @@ def read_hdul(
     headers.append(hdus[0].header)
     obj = lookup(headers, "OBJECT", name)
     ebv, bunit = read_ebv(headers, name), read_bunit(headers, name)
+    for hdu, where, _ in plan:
+        if isinstance(hdu, fits.CompImageHDU):
+            check_compression(hdu, where)
     # Only now, with every header checked, are pixels read (and decompressed).
     image = read_pixels(plan)
     repaired = repair_non_finite(image, name, bands, repair)
