@@ -348,29 +348,33 @@ def _check_bytes(data: bytes, name: str, limits: Limits) -> int:
             )
     # astropy loops for minutes, or without end, on a negative GCOUNT/PCOUNT (a one-byte edit of
     # a tile-compressed file) or NAXISn (the next HDU is looked for before this one, again and
-    # again); such a header is refused on a plain scan of its cards before astropy sees it
+    # again), and on a huge NAXIS, ZNAXIS or TFIELDS (it reads that many cards); such a header is
+    # refused on a plain scan of its cards before astropy sees it (fuzzers' mutants, all)
     raw = bytes(data)
     for key in _SIZE_KEYS:
         at = raw.find(key)
         while at >= 0:
-            m = _NEGATIVE.match(raw, at) if at % 80 == 0 else None
+            m = _SIZE_CARD.match(raw, at) if at % 80 == 0 else None
             if m:
-                raise InputError(
-                    "bad_fits",
-                    f"header card {m.group(1).decode()} = {m.group(2).decode()}: must be a "
-                    "non-negative integer",
-                    name,
-                )
+                keyword, value = m.group(1).decode(), int(m.group(2))
+                counts = keyword in ("NAXIS", "ZNAXIS", "TFIELDS")
+                if value < 0 or (counts and value > 999):
+                    raise InputError(
+                        "bad_fits",
+                        f"header card {keyword} = {m.group(2).decode()}: must be "
+                        + ("an integer 0-999" if counts else "a non-negative integer"),
+                        name,
+                    )
             at = raw.find(key, at + 1)
     return size
 
 
-#: the cards that size an HDU, and the card (keyword, value) when its value is negative. The
+#: the cards that size an HDU, and the card (keyword, integer value) of one of them. The
 #: cards are found with ``bytes.find`` (a fast substring search) and checked where they start a
 #: card: a regex starting with (GCOUNT|PCOUNT) tried every byte of the pixel data (0.33 ms for a
 #: 3×100×100 float32 file, a quarter of its decoding).
-_SIZE_KEYS = (b"GCOUNT  =", b"PCOUNT  =", b"NAXIS")
-_NEGATIVE = re.compile(rb"(GCOUNT|PCOUNT|NAXIS\d{0,3}) *= +(-\d+)")
+_SIZE_KEYS = (b"GCOUNT  =", b"PCOUNT  =", b"NAXIS", b"ZNAXIS", b"TFIELDS =")
+_SIZE_CARD = re.compile(rb"(GCOUNT|PCOUNT|Z?NAXIS\d{0,3}|TFIELDS) *= +([-+]?\d+)")
 
 
 def _read_hdul(
