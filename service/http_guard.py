@@ -424,8 +424,8 @@ def document_errors(spec: dict, routes: Mapping[str, Route]) -> dict:
         ops = dict(paths.get(path) or {})
         if isinstance(ops.get("post"), dict):
             op = ops["post"]
-            responses = {k: v for k, v in op.get("responses", {}).items()
-                         if k not in ("400", "404", "500")}  # fmt: skip
+            responses = {str(k): v for k, v in op.get("responses", {}).items()
+                         if str(k) not in ("400", "404", "500")}  # fmt: skip
             for status, text in ERROR_RESPONSES.items():
                 responses[status] = {"description": text, "content": body}
             ops["post"] = {**op, "responses": responses}
