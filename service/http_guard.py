@@ -258,17 +258,26 @@ class RequestGuard:
                 return {"type": "http.disconnect"}
             return message
 
+        answered = False
+
         async def instead(message: Message) -> None:
+            nonlocal answered
             if not refused:
                 return await send(message)
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
                 await self._refuse(scope, send, refused[0])
             # BentoML's answer to the abandoned parsing is dropped
 
         try:
             await self.app(scope, checked, instead)
+        except Exception:  # the app let the abandoned parsing's error out (BentoML answers it)
+            if not refused:
+                raise
         finally:
             _REFUSED.reset(token)
+        if refused and not answered:
+            await self._refuse(scope, send, refused[0])
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, r: Refusal) -> None:
@@ -424,8 +433,8 @@ def document_errors(spec: dict, routes: Mapping[str, Route]) -> dict:
         ops = dict(paths.get(path) or {})
         if isinstance(ops.get("post"), dict):
             op = ops["post"]
-            responses = {k: v for k, v in op.get("responses", {}).items()
-                         if k not in ("400", "404", "500")}  # fmt: skip
+            responses = {str(k): v for k, v in op.get("responses", {}).items()
+                         if str(k) not in ("400", "404", "500")}  # fmt: skip
             for status, text in ERROR_RESPONSES.items():
                 responses[status] = {"description": text, "content": body}
             ops["post"] = {**op, "responses": responses}
