@@ -73,7 +73,8 @@ def schema(task: str, with_pdf: bool = False) -> pa.Schema:
 
 
 def answer_row(answer: dict, source: str, index: int | None, features: np.ndarray | None) -> dict:
-    """A catalogue row from one of the service's answers (``TaskSpec.answer``)."""
+    """A catalogue row from one of the service's answers (``TaskSpec.answer``); ``features``:
+    the cutout's drift features [2J] (``scoring.drift``), or None."""
     row = {"id": answer["id"], "source": source, "dataset_index": index}
     if "label" in answer:
         row["label"] = answer["label"]

@@ -119,7 +119,8 @@ class TaskSpec:
         return image, ebv
 
     def answer(self, row: np.ndarray, cutout: Cutout, with_pdf: bool = False) -> dict:
-        """A pipeline's answer for one cutout from its predictor row (scores ‖ OOD percentile)."""
+        """A pipeline's answer for one cutout from its predictor row [K + 1] (K class
+        probabilities or p(z) bins, then the OOD percentile 0–100)."""
         scores, ood = row[:-1].astype(np.float64), float(row[-1])
         out: dict = {"id": cutout.id}
         if self.task == "photoz":
@@ -144,7 +145,8 @@ class TaskSpec:
 def model_rows(
     spec: TaskSpec, items: list[Cutout | InputError], ebv: list[float | None] | None = None
 ) -> tuple[np.ndarray, list[int]]:
-    """Predictor rows [n, row_width] of the cutouts among ``items``, and their positions.
+    """Predictor rows [N, row_width] float32 of the N cutouts among ``items`` (each the
+    preprocessed image [C·H·W] flattened, then E(B−V) [mag] for photo-z), and their positions.
 
     The last checks before a model runs, shared by the gateway and batch scoring: a photo-z
     cutout without a usable E(B−V) (``ebv[k]`` when given, else its ``EBV`` header), or one whose

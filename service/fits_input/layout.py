@@ -172,7 +172,8 @@ def read_pixels(plan: Plan) -> np.ndarray:
 
 
 def hdu_pixels(hdu: Any, where: str) -> np.ndarray:
-    """The HDU's data (scaled by BSCALE/BZERO, decompressed) as native float32."""
+    """The HDU's data [H, W] or [B, H, W] (scaled by BSCALE/BZERO, decompressed) as native
+    float32, in its BUNIT."""
     with decoding(where, "pixel data cannot be decoded"):
         data = hdu.data
         if data is not None and data.dtype.kind in "iuf":
