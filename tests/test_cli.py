@@ -13,8 +13,32 @@ def test_help_lists_every_command(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for command in ("simulate", "cutouts", "plot", "hardness", "demo", "train", "export", "models",
-                    "baselines"):  # fmt: skip
+                    "baselines", "experiment", "score", "serve"):  # fmt: skip
         assert command in out
+
+
+def test_serve_is_make_serve(monkeypatch, tmp_path):
+    """``skyguard serve``: the first-start bootstrap with its folders, then ``bentoml serve`` of
+    the service in this process's place, on the host and port asked for."""
+    import os
+    import sys
+
+    import cli.bootstrap
+
+    calls = {}
+    monkeypatch.delenv("BENTOML_HOME", raising=False)
+    monkeypatch.setattr(
+        cli.bootstrap, "main", lambda argv: calls.setdefault("bootstrap", argv) and 0
+    )
+    monkeypatch.setattr(os, "execv", lambda path, argv: calls.setdefault("exec", (path, argv)))
+    main(["serve", "--port", "3917", "--data", str(tmp_path / "d"), "--examples", "ex"])
+    assert calls["bootstrap"] == ["--data", str(tmp_path / "d"), "--runs", "out/runs",
+                                  "--examples", "ex"]  # fmt: skip
+    path, argv = calls["exec"]
+    assert path == sys.executable
+    assert argv[1:] == ["-m", "bentoml", "serve", "service.service:Skyguard", "--host",
+                        "127.0.0.1", "--port", "3917"]  # fmt: skip
+    assert os.environ["BENTOML_HOME"].endswith("models/bentoml")  # the Makefile's store
 
 
 def test_simulate_cutouts_and_plots(tmp_path, capsys):
