@@ -112,6 +112,10 @@ def _mutations(kw: dict, rng: random.Random) -> list[tuple[str, dict]]:
         at = body.find(b"\r\n\r\n")
         add("random bytes in a part's headers", body[:at] + rng.randbytes(48) + body[at:])
         add("a part without a name", body.replace(b'name="', b'nom="', 1))
+        add(
+            "a file part over the upload limit",
+            body[: at + 4] + rng.randbytes(1_100_000) + body[at + 4 :],
+        )
     return out
 
 
