@@ -27,6 +27,13 @@ Limits (`Limits`): ``max_bytes`` per file (16 MiB), ``max_cutouts`` per request 
 uncompressed ZNAXISn). Headers are read and checked before any pixel is: a header that declares
 a huge image is refused without reading or allocating its data.
 
+Hostile headers: every header value is read in one place (`_card`), so a card astropy cannot
+parse (it parses a value only when it is read) is a ``bad_fits`` naming the card, wherever it is
+read; the cards that size an HDU (NAXIS, NAXISn, ZNAXIS, TFIELDS, PCOUNT, GCOUNT) are scanned on
+the raw bytes before astropy sees them, and a tile-compressed HDU's compression cards are checked
+before a tile is decompressed (`_check_compression`): values outside the standard made astropy
+loop without end or crash the process.
+
 Every refusal is an `InputError` (a `ValueError`) with a machine ``reason``, a ``where`` (file,
 plus HDU index and name when one HDU is at fault) and a message saying what was expected and
 what was received:
