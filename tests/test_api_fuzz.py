@@ -18,13 +18,11 @@ import time
 from collections import Counter
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-pytest.importorskip("bentoml")
-import requests  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from test_service import _cube, server  # noqa: E402, F401  (``server``: the fixture)
+import requests
+import schemathesis  # a dev dependency: missing, this test must fail, not skip
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from test_service import _cube, server  # noqa: F401  (``server``: the fixture)
 
 #: examples per operation and generation mode: small enough for CI's two cores (~1–2 min)
 EXAMPLES = 25
@@ -112,6 +110,10 @@ def _mutations(kw: dict, rng: random.Random) -> list[tuple[str, dict]]:
         at = body.find(b"\r\n\r\n")
         add("random bytes in a part's headers", body[:at] + rng.randbytes(48) + body[at:])
         add("a part without a name", body.replace(b'name="', b'nom="', 1))
+        add(
+            "a file part over the upload limit",
+            body[: at + 4] + rng.randbytes(1_100_000) + body[at + 4 :],
+        )
     return out
 
 

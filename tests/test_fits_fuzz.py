@@ -288,8 +288,11 @@ REPORT: Counter[str] = Counter()
 
 @pytest.fixture(scope="module", autouse=True)
 def _report():
+    t0 = time.monotonic()
     yield
-    print(f"\nFITS fuzzer: {dict(REPORT)}")
+    n = sum(v for k, v in REPORT.items() if k.startswith("in process"))
+    print(f"\nFITS fuzzer: {n} mutants of {len(SEEDS)} seed files, {time.monotonic() - t0:.0f} s: "
+          f"{dict(REPORT)}")  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -376,3 +379,31 @@ def test_mutants_in_a_batch_scoring_job(bundles, seeds, mutants, tmp_path):
             assert row["error_reason"] in (None, "bad_output"), row
         else:
             assert row["error_reason"] == want, (name, row["error_message"])
+
+
+def _with_card(data: bytes, key: str, text: str) -> bytes:
+    """``data`` with its first card ``key`` written as ``KEY     = <text>`` (raw bytes)."""
+    at = data.find(key.ljust(8).encode() + b"=")
+    while at % 80:
+        at = data.find(key.ljust(8).encode() + b"=", at + 1)
+    return data[:at] + f"{key:<8}= {text}".encode().ljust(80) + data[at + 80 :]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_issue_cards_over_http_beside_a_good_file(server, seeds):  # noqa: F811
+    """The header cards schemathesis found (issue 20 §1): OBJECT or BANDS with an unclosed quote,
+    BANDS = 1.2.3, each beside a good file: the good file answered, the broken one its error
+    naming the card."""
+    import httpx
+
+    good = seeds[("lsbg", "cube", None)]
+    for key, text in [("OBJECT", "'lsbg-des"), ("BANDS", "'g,r,z"), ("BANDS", "1.2.3")]:
+        files = [good, _with_card(good, key, text), good]
+        parts = [("cutouts", (f"f{k}.fits", b, "application/fits")) for k, b in enumerate(files)]
+        r = httpx.post(f"{server}/lsbg", files=parts, timeout=60)
+        assert r.status_code == 200, r.text
+        a = r.json()["answers"]
+        assert "label" in a[0] and "label" in a[2], a
+        assert a[1]["error"]["reason"] == "bad_fits", a[1]
+        assert f"header card {key} cannot be parsed" in a[1]["error"]["message"], a[1]
+        assert f"{key.ljust(8)}= {text}" in a[1]["error"]["message"], a[1]
