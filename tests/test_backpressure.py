@@ -229,6 +229,21 @@ def _half_sent(url: str, files: list[bytes]) -> tuple[socket.socket, bytes]:
     return s, body[len(body) // 2 :]
 
 
+def _refused_before_the_body(url: str, files: list[bytes]) -> tuple[int, bytes]:
+    """Send only the headers of a request with ``Expect: 100-continue`` and wait for the
+    server's word: (status, body) of an answer that came without the body being sent (a
+    ``100 Continue`` instead fails the test)."""
+    headers, body = _multipart("lsbg", files)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall((f"POST /lsbg HTTP/1.1\r\nHost: {host}\r\n"
+                   f"Content-Type: {headers['content-type']}\r\nContent-Length: {len(body)}\r\n"
+                   "Expect: 100-continue\r\nConnection: close\r\n\r\n").encode())  # fmt: skip
+        status, text = _read_response(s)
+    assert status != 100, "the server asked for the body of a request it was going to refuse"
+    return status, text
+
+
 def _read_response(s: socket.socket) -> tuple[int, bytes]:
     data = b""
     while chunk := s.recv(65536):
@@ -258,6 +273,11 @@ def test_past_the_bound_503_then_drained_200(bounded):
         assert f"lsbg queue is full: {PER} cutouts in flight, at most {PER}" in r.json()["error"]
         assert _metric(bounded, "skyguard_shed_requests_total", task="lsbg") == shed + 1
         assert _metric(bounded, "skyguard_queue_bound_cutouts", task="lsbg") == PER
+        # a client that asks first (Expect: 100-continue, as curl does above 1 MiB) gets the 503
+        # without sending a byte of its body: the refusal costs neither side the upload
+        status, text = _refused_before_the_body(bounded, [cube] * 64)
+        assert status == 503 and "queue is full" in json.loads(text)["error"], text[:300]
+        assert _metric(bounded, "skyguard_shed_requests_total", task="lsbg") == shed + 2
         # the rest of the held body: it is answered in full
         held.sendall(rest)
         status, body = _read_response(held)
