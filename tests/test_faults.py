@@ -313,3 +313,23 @@ def test_two_quick_canary_requests_start_one_round(bundles):
     assert first["started"] and third["started"]
     assert second == {"started": False, "reason": "a canary round is running"}
     assert "fgsm" in monitor.canary_results["lsbg"]  # the one round ran
+
+
+def test_upload_store_unwritable(bundles, tmp_path):
+    """An upload directory the server may not write (TMPDIR on sysfs, which refuses new files
+    even to root: EACCES) costs no request: Python's tempfile, which Starlette and BentoML spool
+    uploads through, takes the next writable directory of its list (/tmp), so small and large
+    uploads (spooled to disk above 1 MiB) are answered, never a 500. (A full disk is the 503 of
+    ``test_upload_store_full``.)"""
+    env = {**ONE_TASK, "TMPDIR": "/sys", "SKYGUARD_MAX_UPLOAD_BYTES": str(32 << 20)}
+    proc, url = _serve(TARGET, ROOT, tmp_path / "server.log", env)
+    try:
+        with pytest.raises(OSError):  # the directory really is unwritable
+            (Path("/sys") / "skyguard-probe").write_bytes(b"")
+        r = _post_files(url, "lsbg", [_cube("lsbg"), _cube("lsbg", size=400)])
+        assert r.status_code == 200, (r.status_code, r.text[:300])
+        answers = r.json()["answers"]
+        assert "label" in answers[0] and answers[1]["error"]["reason"] == "wrong_shape"
+        assert len(_cube("lsbg", size=400)) > 1 << 20  # the second was spooled to disk
+    finally:
+        _stop(proc)
