@@ -15,7 +15,8 @@ heap figures after each round (in use, free but kept, mmapped).
 (``SKYGUARD_MONITOR_ARENAS=0 SKYGUARD_MONITOR_TRIM_S=0``: what the monitor did before it limited
 its arenas and trimmed its heap), then with the service's defaults.
 
-Results: ``bench/results/memory.json``.
+Results: ``bench/results/memory.json`` (``--out``). ``--glibc-defaults``: only the first of the
+two runs (the two can then run side by side, writing different ``--out`` files).
 
 Run:  .venv/bin/python bench/memory.py [--rounds 2] [--requests 40] [--compare]
 """
@@ -142,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="between rounds (SKYGUARD_CANARY_INTERVAL_S); the end is read this less 5 s "
                     "after the last round")  # fmt: skip
     ap.add_argument("--compare", action="store_true", help="glibc's defaults first, then ours")
+    ap.add_argument(
+        "--glibc-defaults",
+        action="store_true",
+        help="only the run with glibc's defaults in the monitor",
+    )
+    ap.add_argument("--out", default="bench/results/memory.json")
     args = ap.parse_args(argv)
     command = f".venv/bin/python bench/memory.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
     print(f"# {command}", flush=True)
@@ -154,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": command, "cores": os.cpu_count(),
               "load_average_at_start": os.getloadavg(),
               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}  # fmt: skip
-    if args.compare:
+    if args.compare or args.glibc_defaults:
         result["runs"].append(run(args, {"SKYGUARD_MONITOR_ARENAS": "0", "SKYGUARD_MONITOR_TRIM_S": "0"},
                                   "glibc-defaults"))  # fmt: skip
-    result["runs"].append(run(args, {}, "service-defaults"))
-    out = ROOT / "bench" / "results" / "memory.json"
+    if not args.glibc_defaults:
+        result["runs"].append(run(args, {}, "service-defaults"))
+    out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"# wrote {out.relative_to(ROOT)}; reproduce: {command}")
