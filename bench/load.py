@@ -241,9 +241,50 @@ async def _post(client, url, task, body, per, tally: Tally) -> int:
     return r.status_code
 
 
+#: send ``Expect: 100-continue`` and the body only when the server asks for it (``--expect-continue``)
+EXPECT_CONTINUE = False
+
+
+class _Answer:
+    """The parts of an HTTP answer ``_post`` reads (as httpx's Response has them)."""
+
+    def __init__(self, status: int, body: bytes, headers) -> None:
+        self.status_code, self.content, self.headers = status, body, headers
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class _ExpectContinueClient:
+    """aiohttp with ``Expect: 100-continue`` (httpx has no such mode): a request the server
+    refuses on its headers is answered without its body crossing the connection, as curl
+    behaves for bodies above 1 MiB."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    async def __aenter__(self):
+        import aiohttp
+
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.n), timeout=aiohttp.ClientTimeout(total=300)
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+
+    async def post(self, url: str, content: bytes, headers: dict) -> _Answer:
+        async with self.session.post(url, data=content, headers=headers, expect100=True) as r:
+            return _Answer(r.status, await r.read(), r.headers)
+
+
 def _client(n: int):
     import httpx
 
+    if EXPECT_CONTINUE:
+        return _ExpectContinueClient(n)
     return httpx.AsyncClient(
         timeout=300, limits=httpx.Limits(max_connections=n, max_keepalive_connections=n)
     )
@@ -319,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-min", type=float, default=2.0)
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--canaries", action="store_true", help="keep the server's canary schedule")
+    ap.add_argument("--expect-continue", action="store_true",
+                    help="clients send Expect: 100-continue (aiohttp), the body only when asked")  # fmt: skip
     ap.add_argument("--label", default=None, help="results file bench/results/load-<label>.json")
     args = ap.parse_args(argv)
     command = f".venv/bin/python bench/load.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
@@ -326,11 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     env = server_env(args)
     subprocess.run([sys.executable, "-m", "cli.bootstrap"], cwd=ROOT, env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
+    global EXPECT_CONTINUE
+    EXPECT_CONTINUE = args.expect_continue
     bodies_ = bodies(args.task, args.per_request)
     log = Path(tempfile.gettempdir()) / f"skyguard-bench-load-{os.getpid()}.log"
     settings = {k: v for k, v in env.items() if k.startswith("SKYGUARD_")}
     result: dict = {
         "command": command, "task": args.task, "per_request": args.per_request,
+        "expect_continue": args.expect_continue,
         "body_bytes": len(bodies_[0][1]), "cores": os.cpu_count(), "host": platform.node(),
         "load_average_at_start": os.getloadavg(), "settings": settings, "server_log": str(log),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -375,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(proc)
     label = args.label or ("soak" if args.soak_min and not args.levels else "levels")
+    label += "-expect-continue" if args.expect_continue and not args.label else ""
     out = ROOT / "bench" / "results" / f"load-{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
