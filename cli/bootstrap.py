@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from service.config import TASKS, from_env
+from service.config import TASKS, settings
 
 #: The example cutouts: (task, source domain, layout, compression).
 EXAMPLES = (
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="out/runs")
     ap.add_argument("--examples", default="data/examples")
     args = ap.parse_args(argv)
-    tasks = from_env().tasks
+    tasks = settings().tasks
     ensure_models(tuple(t for t in TASKS if t in tasks), Path(args.data), Path(args.runs))
     from training.runs import ensure_datasets
 

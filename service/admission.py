@@ -25,11 +25,12 @@ adaptive bound measures throughput in the same units, so a steady mix stays cons
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .http_guard import answer_json, find_header
 
 FITS_HEADER_BYTES = 2 * 2880  # a primary header and the padding of the data unit, about
 JSON_BYTES_PER_VALUE = 12  # "1234.5678, ": a float of a JSON array as text, about
@@ -148,29 +149,17 @@ class Admission:
         if scope["type"] != "http" or (route := self._route(scope)) is None:
             return await self.app(scope, receive, send)
         task, array = route
-        length = None
-        for k, v in scope.get("headers", ()):
-            if k.lower() == b"content-length":
-                try:
-                    length = int(v)
-                except ValueError:
-                    length = None
-                break
+        raw = find_header(scope.get("headers", []), b"content-length")
+        length = int(raw) if raw is not None and raw.strip().isdigit() else None
         n = cost(length, self.values[task], array, self.most)
         q = self.queue(task)
         if not q.try_admit(n):
             self.on_shed(task, n)
             self.on_depth(task, q.in_flight, q.bound)
-            body = json.dumps({"error": (
-                f"the {task} queue is full: {q.in_flight} cutouts in flight, at most {q.bound}; "
-                "retry later")}).encode()  # fmt: skip
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(q.retry_after_s()).encode()),
-            ]})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
-            return
+            error = (f"the {task} queue is full: {q.in_flight} cutouts in flight, at most "
+                     f"{q.bound}; retry later")  # fmt: skip
+            retry = [(b"retry-after", str(q.retry_after_s()).encode())]
+            return await answer_json(send, 503, {"error": error}, retry)
         self.on_depth(task, q.in_flight, q.bound)
         try:
             await self.app(scope, receive, send)

@@ -157,7 +157,8 @@ def _detail_text(detail: Any) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail, default=str)
 
 
-async def _answer(send: Send, status: int, body: dict, headers: list | None = None) -> None:
+async def answer_json(send: Send, status: int, body: dict, headers: list | None = None) -> None:
+    """Send a whole JSON answer (``body``) with ``status`` and any extra ``headers``."""
     data = json.dumps(body, ensure_ascii=False).encode()
     await send({
         "type": "http.response.start",
@@ -284,10 +285,11 @@ class RequestGuard:
         client = scope.get("client") or ("?", 0)
         log.info("refused %s %s from %s: %d %s: %s", scope.get("method"), scope.get("path"),
                  client[0], r.status, r.reason, r.message)  # fmt: skip
-        await _answer(send, r.status, {"error": r.message, "reason": r.reason})
+        await answer_json(send, r.status, {"error": r.message, "reason": r.reason})
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def find_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of the first header ``name`` (lower-case), or None."""
     for k, v in headers:
         if k.lower() == name:
             return v
@@ -296,12 +298,12 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 
 def check_headers(route: Route, headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The multipart boundary of a request to ``route`` (None for a JSON route), or `Refusal`."""
-    encoding = (_header(headers, b"content-encoding") or b"").strip().lower()
+    encoding = (find_header(headers, b"content-encoding") or b"").strip().lower()
     if encoding not in (b"", b"identity"):
         raise Refusal(415, "unsupported_encoding",
                       f"Content-Encoding {encoding.decode('latin-1')!r} is not accepted; send the "
                       "body as it is (FITS files may be tile-compressed inside)")  # fmt: skip
-    raw = _header(headers, b"content-type")
+    raw = find_header(headers, b"content-type")
     media, params = parse_options_header(raw if raw is not None else b"application/json")
     media_type = media.decode("latin-1").strip().lower()
     if media_type != route.media_type:
